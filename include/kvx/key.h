@@ -11,8 +11,9 @@
  *
  * where cbor() is canonical CBOR (RFC 8949: an array of a byte string, an
  * array of unsigned ints, and either null or an array of extra keys), and H
- * is SHA-256 (vLLM "sha256_cbor") or XXH3-128 (vLLM "xxhash", the libkvx
- * default: fast). The root parent is H(cbor(seed string)) when a seed is
+ * is SHA-256 (vLLM "sha256_cbor") or XXH3-128 (vLLM "xxhash_cbor", the
+ * libkvx default: fast; vLLM's plain "xxhash" pickles its input and cannot
+ * be reproduced outside Python). The root parent is H(cbor(seed string)) when a seed is
  * given, as vLLM does with PYTHONHASHSEED, or 32 random bytes otherwise.
  *
  * The prefix index stores 128-bit keys: the first 16 bytes of the digest
@@ -35,7 +36,7 @@ typedef struct kvx_block_key {
 } kvx_block_key_t;
 
 typedef enum kvx_key_algo {
-    KVX_KEY_ALGO_XXH3_128 = 0,   /**< vLLM "xxhash" (default) */
+    KVX_KEY_ALGO_XXH3_128 = 0,   /**< vLLM "xxhash_cbor" (default) */
     KVX_KEY_ALGO_SHA256_CBOR = 1 /**< vLLM "sha256_cbor" */
 } kvx_key_algo_t;
 
@@ -79,7 +80,8 @@ typedef struct kvx_key_extra {
  *               root parent is then H(cbor(seed)). NULL draws 32 random
  *               bytes, so keys are private to this process.
  * @return KVX_OK; KVX_ERR_INVALID_PARAM (NULL chain, unknown algo);
- *         KVX_ERR_IO (no randomness available).
+ *         KVX_ERR_IO (no randomness available); KVX_ERR_NO_MEMORY (the
+ *         SHA-256 context could not be created).
  */
 KVX_EXPORT kvx_status_t kvx_key_chain_init(kvx_key_chain_t *chain,
                                            kvx_key_algo_t algo,
@@ -105,8 +107,9 @@ KVX_EXPORT kvx_status_t kvx_key_chain_init_parent(kvx_key_chain_t *chain,
  * @param key_p    receives the 128-bit key (first 16 digest bytes); may be
  *                 NULL.
  * @return KVX_OK; KVX_ERR_INVALID_PARAM (NULL pointers, zero or too many
- *         tokens, too many extra keys, unknown extra type). On error the
- *         chain is unchanged.
+ *         tokens, too many extra keys, unknown extra type);
+ *         KVX_ERR_NO_MEMORY (SHA-256 context). On error the chain is
+ *         unchanged.
  */
 KVX_EXPORT kvx_status_t kvx_key_chain_next(kvx_key_chain_t *chain,
                                            const uint32_t *tokens,
@@ -125,8 +128,10 @@ KVX_EXPORT kvx_status_t kvx_key_chain_next(kvx_key_chain_t *chain,
  * @param extra,n_extra extra keys applied to every block.
  * @param keys          room for @p max_keys keys.
  * @param n_keys_p      receives the number of keys written.
- * @return KVX_OK; KVX_ERR_INVALID_PARAM; KVX_ERR_NO_SPACE if @p max_keys is
- *         too small (nothing written, chain unchanged).
+ * @return KVX_OK; KVX_ERR_INVALID_PARAM; KVX_ERR_NO_MEMORY (SHA-256
+ *         context); KVX_ERR_NO_SPACE if @p max_keys is too small. On any
+ *         error nothing is written to @p keys, the chain is unchanged and
+ *         *n_keys_p (if not NULL) is 0.
  */
 KVX_EXPORT kvx_status_t kvx_key_chain_blocks(kvx_key_chain_t *chain,
                                              const uint32_t *tokens,
