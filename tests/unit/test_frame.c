@@ -1,5 +1,6 @@
 /* Unit tests for libkvx/frame.c: the control-channel frame codec. */
 #include "ut.h"
+#include "status_all.h"
 
 #include <kvx/kvx.h>
 #include <stdlib.h>
@@ -10,19 +11,6 @@
 
 #define BUF_MAX 4096
 
-/* clang-format off */
-static const kvx_status_t all_status[] = {
-    KVX_OK, KVX_INPROGRESS, KVX_ERR_INVALID_PARAM, KVX_ERR_NO_MEMORY,
-    KVX_ERR_NO_SPACE, KVX_ERR_NOT_FOUND, KVX_ERR_STALE_HANDLE,
-    KVX_ERR_BAD_STATE, KVX_ERR_OUT_OF_RANGE, KVX_ERR_OVERFLOW,
-    KVX_ERR_NOT_SUPPORTED, KVX_ERR_LAYOUT_MISMATCH, KVX_ERR_EXISTS,
-    KVX_ERR_TIMEOUT, KVX_ERR_ABORTED, KVX_ERR_IO, KVX_ERR_PROTO_MALFORMED,
-    KVX_ERR_PROTO_OVERSIZE, KVX_ERR_PROTO_VERSION, KVX_ERR_PROTO_UNEXPECTED,
-    KVX_ERR_PEER_DOWN, KVX_ERR_PEER_REFUSED, KVX_ERR_PEER_UNREACHABLE,
-    KVX_ERR_AUTH, KVX_ERR_CONN_CLOSED,
-};
-/* clang-format on */
-#define N_STATUS (sizeof(all_status) / sizeof(all_status[0]))
 
 /* xorshift64*: the same garbage on every run. */
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;

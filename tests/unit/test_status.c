@@ -1,22 +1,11 @@
 /* Unit tests for libkvx/status.c and libkvx/log.c. */
 #include "ut.h"
+#include "status_all.h"
 
 #include <kvx/kvx.h>
 #include <string.h>
 
 #include "log_int.h"
-
-static const kvx_status_t all_status[] = {
-    KVX_OK, KVX_INPROGRESS, KVX_ERR_INVALID_PARAM, KVX_ERR_NO_MEMORY,
-    KVX_ERR_NO_SPACE, KVX_ERR_NOT_FOUND, KVX_ERR_STALE_HANDLE,
-    KVX_ERR_BAD_STATE, KVX_ERR_OUT_OF_RANGE, KVX_ERR_OVERFLOW,
-    KVX_ERR_NOT_SUPPORTED, KVX_ERR_LAYOUT_MISMATCH, KVX_ERR_EXISTS,
-    KVX_ERR_TIMEOUT, KVX_ERR_ABORTED, KVX_ERR_IO, KVX_ERR_PROTO_MALFORMED,
-    KVX_ERR_PROTO_OVERSIZE, KVX_ERR_PROTO_VERSION, KVX_ERR_PROTO_UNEXPECTED,
-    KVX_ERR_PEER_DOWN, KVX_ERR_PEER_REFUSED, KVX_ERR_PEER_UNREACHABLE,
-    KVX_ERR_AUTH, KVX_ERR_CONN_CLOSED,
-};
-#define N_STATUS (sizeof(all_status) / sizeof(all_status[0]))
 
 static void test_status_string_distinct(void)
 {
