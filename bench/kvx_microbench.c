@@ -28,12 +28,12 @@ static void die(kvx_status_t st, const char *what)
     exit(1);
 }
 
-#define CHECK(call, what)                                                   \
-    do {                                                                    \
-        kvx_status_t st_ = (call);                                          \
-        if (st_ != KVX_OK) {                                                \
-            die(st_, what);                                                 \
-        }                                                                   \
+#define CHECK(call, what)                                                      \
+    do {                                                                       \
+        kvx_status_t st_ = (call);                                             \
+        if (st_ != KVX_OK) {                                                   \
+            die(st_, what);                                                    \
+        }                                                                      \
     } while (0)
 
 static kvx_alloc_h make_alloc(uint32_t blocks)
@@ -114,11 +114,12 @@ static void bench_prefix(void)
             for (uint32_t t = 0; t < 16; t++) {
                 tokens[t] = c * 100000 + k * 16 + t;
             }
-            CHECK(kvx_key_chain_next(&chain, tokens, 16, NULL, 0,
-                                     &keys[c][k]), "key");
+            CHECK(kvx_key_chain_next(&chain, tokens, 16, NULL, 0, &keys[c][k]),
+                  "key");
         }
-        CHECK(kvx_alloc_reserve_keyed(a, keys[c], LEN, FAR_FUTURE, &lease,
-                                      refs, hit, NULL), "reserve keyed");
+        CHECK(kvx_alloc_reserve_keyed(a, keys[c], LEN, FAR_FUTURE, &lease, refs,
+                                      hit, NULL),
+              "reserve keyed");
         CHECK(kvx_alloc_lease_commit(a, lease), "commit");
         for (uint32_t k = 0; k < LEN; k++) {
             CHECK(kvx_alloc_unpin(a, refs[k]), "unpin");
@@ -131,7 +132,8 @@ static void bench_prefix(void)
     }
     dt = now_s() - t0;
     printf("prefix   longest-prefix lookup             %8.2f M keys/s "
-           "(%.0f%% hits)\n", (double)(iters * LEN) / dt / 1e6,
+           "(%.0f%% hits)\n",
+           (double)(iters * LEN) / dt / 1e6,
            100.0 * (double)found / (double)(iters * LEN));
 
     t0 = now_s();
@@ -139,7 +141,8 @@ static void bench_prefix(void)
         uint32_t hits;
 
         CHECK(kvx_alloc_reserve_keyed(a, keys[i % CHAINS], LEN, FAR_FUTURE,
-                                      &lease, refs, hit, &hits), "keyed");
+                                      &lease, refs, hit, &hits),
+              "keyed");
         for (uint32_t k = 0; k < LEN; k++) {
             CHECK(kvx_alloc_unpin(a, refs[k]), "unpin");
         }
@@ -155,18 +158,23 @@ static kvx_layout_t layout_70b(kvx_layout_order_t order,
                                uint32_t start)
 {
     kvx_layout_params_t lp = {
-        .field_mask = KVX_LAYOUT_PARAM_FIELD_NUM_LAYERS |
-                      KVX_LAYOUT_PARAM_FIELD_BLOCK_TOKENS |
-                      KVX_LAYOUT_PARAM_FIELD_KV_HEADS |
-                      KVX_LAYOUT_PARAM_FIELD_HEAD_DIM |
-                      KVX_LAYOUT_PARAM_FIELD_DTYPE_SIZE |
-                      KVX_LAYOUT_PARAM_FIELD_NUM_BLOCKS |
-                      KVX_LAYOUT_PARAM_FIELD_ORDER |
-                      KVX_LAYOUT_PARAM_FIELD_TOKEN_ORDER |
-                      KVX_LAYOUT_PARAM_FIELD_HEAD_SLICE,
-        .num_layers = 80, .block_tokens = 16, .kv_heads = heads,
-        .head_dim = 128, .dtype_size = 2, .num_blocks = 4096,
-        .order = order, .token_order = tok, .total_heads = 8,
+        .field_mask =
+            KVX_LAYOUT_PARAM_FIELD_NUM_LAYERS |
+            KVX_LAYOUT_PARAM_FIELD_BLOCK_TOKENS |
+            KVX_LAYOUT_PARAM_FIELD_KV_HEADS | KVX_LAYOUT_PARAM_FIELD_HEAD_DIM |
+            KVX_LAYOUT_PARAM_FIELD_DTYPE_SIZE |
+            KVX_LAYOUT_PARAM_FIELD_NUM_BLOCKS | KVX_LAYOUT_PARAM_FIELD_ORDER |
+            KVX_LAYOUT_PARAM_FIELD_TOKEN_ORDER |
+            KVX_LAYOUT_PARAM_FIELD_HEAD_SLICE,
+        .num_layers = 80,
+        .block_tokens = 16,
+        .kv_heads = heads,
+        .head_dim = 128,
+        .dtype_size = 2,
+        .num_blocks = 4096,
+        .order = order,
+        .token_order = tok,
+        .total_heads = 8,
         .head_start = start,
     };
     kvx_layout_t l;
@@ -181,8 +189,12 @@ static void bench_plan_case(const char *what, const kvx_layout_t *src,
     enum { BLOCKS = 4096 / 16 }; /* a 4k-token prompt */
     uint32_t sb[BLOCKS], db[BLOCKS];
     kvx_plan_request_t req = {
-        .src = src, .dst = dst, .src_blocks = sb, .n_src_blocks = BLOCKS,
-        .dst_blocks = db, .n_dst_blocks = BLOCKS,
+        .src = src,
+        .dst = dst,
+        .src_blocks = sb,
+        .n_src_blocks = BLOCKS,
+        .dst_blocks = db,
+        .n_dst_blocks = BLOCKS,
     };
     kvx_plan_h plan;
     size_t n = 0;
@@ -204,8 +216,8 @@ static void bench_plan_case(const char *what, const kvx_layout_t *src,
         segs += n;
     }
     dt = now_s() - t0;
-    printf("planner  %-34s %8zu segs  %9.1f plans/s  %7.2f M segs/s\n", what,
-           n, (double)iters / dt, (double)segs / dt / 1e6);
+    printf("planner  %-34s %8zu segs  %9.1f plans/s  %7.2f M segs/s\n", what, n,
+           (double)iters / dt, (double)segs / dt / 1e6);
     kvx_plan_destroy(plan);
 }
 
@@ -216,7 +228,8 @@ static void bench_plan(void)
     kvx_layout_t lh = layout_70b(KVX_LAYOUT_LAYER_MAJOR, KVX_LAYOUT_HND, 8, 0);
     kvx_layout_t tp = layout_70b(KVX_LAYOUT_LAYER_MAJOR, KVX_LAYOUT_NHD, 4, 4);
 
-    printf("planner  Llama-3.1-70B, 4096 tokens = 256 blocks of 16, 80 layers\n");
+    printf(
+        "planner  Llama-3.1-70B, 4096 tokens = 256 blocks of 16, 80 layers\n");
     bench_plan_case("block-major, contiguous ids", &bm, &bm, 0);
     bench_plan_case("block-major, scattered ids", &bm, &bm, 1);
     bench_plan_case("block -> layer-major NHD", &bm, &lm, 1);
@@ -228,7 +241,7 @@ static void bench_keys(kvx_key_algo_t algo)
 {
     kvx_key_chain_t chain;
     kvx_block_key_t key;
-    uint32_t tokens[16] = { 0 };
+    uint32_t tokens[16] = {0};
     uint64_t iters = quick ? 1000 : 1000000;
     double t0, dt;
 

@@ -16,19 +16,19 @@
 #include <time.h>
 #include <xxhash.h>
 
-#define N_LAYERS    32
-#define KV_HEADS    8
-#define HEAD_DIM    128
-#define DTYPE_SIZE  2
-#define BLOCK_TOKS  16
+#define N_LAYERS 32
+#define KV_HEADS 8
+#define HEAD_DIM 128
+#define DTYPE_SIZE 2
+#define BLOCK_TOKS 16
 #define POOL_BLOCKS 256
-#define N_REQ       8
-#define SYS_TOKENS  1024
+#define N_REQ 8
+#define SYS_TOKENS 1024
 #define USER_TOKENS 256
-#define REQ_TOKENS  (SYS_TOKENS + USER_TOKENS)
-#define REQ_BLOCKS  (REQ_TOKENS / BLOCK_TOKS)
-#define LEASE_NS    (10ull * 1000 * 1000 * 1000)
-#define MIB         (1024.0 * 1024.0)
+#define REQ_TOKENS (SYS_TOKENS + USER_TOKENS)
+#define REQ_BLOCKS (REQ_TOKENS / BLOCK_TOKS)
+#define LEASE_NS (10ull * 1000 * 1000 * 1000)
+#define MIB (1024.0 * 1024.0)
 
 typedef struct side {
     const char *name;
@@ -97,15 +97,19 @@ static int side_init(side_t *s, const char *name)
                       KVX_LAYOUT_PARAM_FIELD_HEAD_DIM |
                       KVX_LAYOUT_PARAM_FIELD_DTYPE_SIZE |
                       KVX_LAYOUT_PARAM_FIELD_NUM_BLOCKS,
-        .num_layers = N_LAYERS, .block_tokens = BLOCK_TOKS,
-        .kv_heads = KV_HEADS, .head_dim = HEAD_DIM,
-        .dtype_size = DTYPE_SIZE, .num_blocks = POOL_BLOCKS,
+        .num_layers = N_LAYERS,
+        .block_tokens = BLOCK_TOKS,
+        .kv_heads = KV_HEADS,
+        .head_dim = HEAD_DIM,
+        .dtype_size = DTYPE_SIZE,
+        .num_blocks = POOL_BLOCKS,
     };
     kvx_pool_params_t pp = {
         .field_mask = KVX_POOL_PARAM_FIELD_BLOCK_SIZE |
                       KVX_POOL_PARAM_FIELD_BLOCK_COUNT |
                       KVX_POOL_PARAM_FIELD_NAME,
-        .block_count = POOL_BLOCKS, .name = name,
+        .block_count = POOL_BLOCKS,
+        .name = name,
     };
     kvx_alloc_params_t ap = {
         .field_mask = KVX_ALLOC_PARAM_FIELD_BLOCK_COUNT,
@@ -160,8 +164,7 @@ static int prefill(side_t *p, request_t *r, uint32_t *computed_p)
         }
     }
     *computed_p = REQ_BLOCKS - hits;
-    return lease ? check(kvx_alloc_lease_commit(p->alloc, lease), "commit")
-                 : 0;
+    return lease ? check(kvx_alloc_lease_commit(p->alloc, lease), "commit") : 0;
 }
 
 typedef struct hand_off {
@@ -177,8 +180,10 @@ static int hand_off(side_t *p, side_t *d, kvx_plan_h plan, request_t *r,
 {
     uint32_t src[REQ_BLOCKS], dst[REQ_BLOCKS];
     kvx_plan_request_t pr = {
-        .src = &p->layout, .dst = &d->layout,
-        .src_blocks = src, .dst_blocks = dst,
+        .src = &p->layout,
+        .dst = &d->layout,
+        .src_blocks = src,
+        .dst_blocks = dst,
     };
     kvx_lease_id_t lease;
     const kvx_segment_t *seg;
@@ -233,25 +238,28 @@ static int hand_off(side_t *p, side_t *d, kvx_plan_h plan, request_t *r,
 static void show_translations(side_t *p, kvx_plan_h plan, const request_t *r)
 {
     kvx_layout_params_t lp = {
-        .field_mask = KVX_LAYOUT_PARAM_FIELD_NUM_LAYERS |
-                      KVX_LAYOUT_PARAM_FIELD_BLOCK_TOKENS |
-                      KVX_LAYOUT_PARAM_FIELD_KV_HEADS |
-                      KVX_LAYOUT_PARAM_FIELD_HEAD_DIM |
-                      KVX_LAYOUT_PARAM_FIELD_DTYPE_SIZE |
-                      KVX_LAYOUT_PARAM_FIELD_NUM_BLOCKS |
-                      KVX_LAYOUT_PARAM_FIELD_ORDER,
-        .num_layers = N_LAYERS, .block_tokens = BLOCK_TOKS,
-        .kv_heads = KV_HEADS, .head_dim = HEAD_DIM, .dtype_size = DTYPE_SIZE,
-        .num_blocks = POOL_BLOCKS, .order = KVX_LAYOUT_LAYER_MAJOR,
+        .field_mask =
+            KVX_LAYOUT_PARAM_FIELD_NUM_LAYERS |
+            KVX_LAYOUT_PARAM_FIELD_BLOCK_TOKENS |
+            KVX_LAYOUT_PARAM_FIELD_KV_HEADS | KVX_LAYOUT_PARAM_FIELD_HEAD_DIM |
+            KVX_LAYOUT_PARAM_FIELD_DTYPE_SIZE |
+            KVX_LAYOUT_PARAM_FIELD_NUM_BLOCKS | KVX_LAYOUT_PARAM_FIELD_ORDER,
+        .num_layers = N_LAYERS,
+        .block_tokens = BLOCK_TOKS,
+        .kv_heads = KV_HEADS,
+        .head_dim = HEAD_DIM,
+        .dtype_size = DTYPE_SIZE,
+        .num_blocks = POOL_BLOCKS,
+        .order = KVX_LAYOUT_LAYER_MAJOR,
     };
     static const struct {
         const char *what;
         kvx_layout_token_order_t tok;
         uint32_t heads, start;
     } v[] = {
-        { "vLLM layer-major NHD, all heads", KVX_LAYOUT_NHD, KV_HEADS, 0 },
-        { "layer-major HND, all heads", KVX_LAYOUT_HND, KV_HEADS, 0 },
-        { "layer-major NHD, TP rank heads [4,8)", KVX_LAYOUT_NHD, 4, 4 },
+        {"vLLM layer-major NHD, all heads", KVX_LAYOUT_NHD, KV_HEADS, 0},
+        {"layer-major HND, all heads", KVX_LAYOUT_HND, KV_HEADS, 0},
+        {"layer-major NHD, TP rank heads [4,8)", KVX_LAYOUT_NHD, 4, 4},
     };
     uint32_t src[REQ_BLOCKS], dst[REQ_BLOCKS];
 
@@ -264,8 +272,11 @@ static void show_translations(side_t *p, kvx_plan_h plan, const request_t *r)
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         kvx_layout_t dl;
         kvx_plan_request_t pr = {
-            .src = &p->layout, .dst = &dl, .src_blocks = src,
-            .n_src_blocks = REQ_BLOCKS, .dst_blocks = dst,
+            .src = &p->layout,
+            .dst = &dl,
+            .src_blocks = src,
+            .n_src_blocks = REQ_BLOCKS,
+            .dst_blocks = dst,
             .n_dst_blocks = REQ_BLOCKS,
         };
         size_t n = 0;
@@ -290,7 +301,7 @@ static void show_translations(side_t *p, kvx_plan_h plan, const request_t *r)
 int main(void)
 {
     static request_t req[N_REQ];
-    side_t p = { 0 }, d = { 0 };
+    side_t p = {0}, d = {0};
     kvx_plan_h plan = NULL;
     kvx_key_chain_t root;
     uint64_t logical = 0, wire = 0;
@@ -317,16 +328,19 @@ int main(void)
     memcpy_rate = (double)p.attr.length / (now_s() - t0);
 
     printf("libkvx %s demo: in-process prefill -> decode hand-off "
-           "(the network arrives with kvxd)\n\n", kvx_version());
+           "(the network arrives with kvxd)\n\n",
+           kvx_version());
     printf("model     Llama-3.1-8B shape: %d layers, K+V, %d kv heads x %d, "
-           "bf16, %d-token blocks = %.2f MiB/block\n", N_LAYERS, KV_HEADS,
-           HEAD_DIM, BLOCK_TOKS, (double)p.layout.block_bytes / MIB);
+           "bf16, %d-token blocks = %.2f MiB/block\n",
+           N_LAYERS, KV_HEADS, HEAD_DIM, BLOCK_TOKS,
+           (double)p.layout.block_bytes / MIB);
     printf("pools     prefill and decode: %d blocks each (%.0f MiB, memfd, "
-           "huge pages: %s)\n", POOL_BLOCKS, (double)p.attr.length / MIB,
+           "huge pages: %s)\n",
+           POOL_BLOCKS, (double)p.attr.length / MIB,
            p.attr.huge_pages ? "yes" : "no");
     printf("workload  %d requests = %d-token shared system prompt + %d own "
-           "tokens; keys %s (vLLM-compatible)\n\n", N_REQ, SYS_TOKENS,
-           USER_TOKENS, kvx_key_algo_name(root.algo));
+           "tokens; keys %s (vLLM-compatible)\n\n",
+           N_REQ, SYS_TOKENS, USER_TOKENS, kvx_key_algo_name(root.algo));
     printf("req  blocks  prefilled  decode-hits  sent  segments  sent MiB  "
            "checksums\n");
 
@@ -339,9 +353,11 @@ int main(void)
 
         make_tokens(r, i);
         if (check(kvx_key_chain_blocks(&chain, r->tokens, REQ_TOKENS,
-                                       BLOCK_TOKS, NULL, 0, r->keys,
-                                       REQ_BLOCKS, &n_keys), "keys") < 0 ||
-            prefill(&p, r, &computed) < 0 || hand_off(&p, &d, plan, r, &h) < 0) {
+                                       BLOCK_TOKS, NULL, 0, r->keys, REQ_BLOCKS,
+                                       &n_keys),
+                  "keys") < 0 ||
+            prefill(&p, r, &computed) < 0 ||
+            hand_off(&p, &d, plan, r, &h) < 0) {
             goto out;
         }
         printf("%3u  %6d  %9u  %11u  %4u  %8u  %8.1f  %u/%d %s\n", i,
@@ -357,11 +373,13 @@ int main(void)
     }
 
     printf("\nlogical KV %.0f MiB, moved %.0f MiB: dedupe skipped %.1f%% "
-           "(%u of %d blocks never sent)\n", logical / MIB, wire / MIB,
+           "(%u of %d blocks never sent)\n",
+           logical / MIB, wire / MIB,
            100.0 * (double)(logical - wire) / (double)logical,
            N_REQ * REQ_BLOCKS - sent, N_REQ * REQ_BLOCKS);
     printf("prefill   computed %u blocks for %d requested (its own prefix "
-           "cache)\n", computed_total, N_REQ * REQ_BLOCKS);
+           "cache)\n",
+           computed_total, N_REQ * REQ_BLOCKS);
 
     if (wire > 0) {
         printf("copy      along the plan at %.2fx the speed of one plain "

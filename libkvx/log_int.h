@@ -12,8 +12,8 @@ void kvxi_log(kvx_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 #define kvxi_error(...) kvxi_log(KVX_LOG_ERROR, __VA_ARGS__)
-#define kvxi_warn(...)  kvxi_log(KVX_LOG_WARN, __VA_ARGS__)
-#define kvxi_info(...)  kvxi_log(KVX_LOG_INFO, __VA_ARGS__)
+#define kvxi_warn(...) kvxi_log(KVX_LOG_WARN, __VA_ARGS__)
+#define kvxi_info(...) kvxi_log(KVX_LOG_INFO, __VA_ARGS__)
 #define kvxi_debug(...) kvxi_log(KVX_LOG_DEBUG, __VA_ARGS__)
 
 #endif /* KVX_LOG_INT_H */

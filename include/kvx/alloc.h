@@ -65,21 +65,21 @@ enum kvx_alloc_param_field {
 
 typedef struct kvx_alloc_params {
     uint64_t field_mask;
-    uint32_t block_count;  /**< blocks managed, 1 .. KVX_ALLOC_BLOCK_COUNT_MAX */
-    uint32_t max_leases;   /**< concurrent leases (default: block_count) */
-    kvx_clock_cb_t clock;  /**< deadline clock (default monotonic) */
-    void *clock_arg;       /**< passed to @p clock */
+    uint32_t block_count; /**< blocks managed, 1 .. KVX_ALLOC_BLOCK_COUNT_MAX */
+    uint32_t max_leases;  /**< concurrent leases (default: block_count) */
+    kvx_clock_cb_t clock; /**< deadline clock (default monotonic) */
+    void *clock_arg;      /**< passed to @p clock */
 } kvx_alloc_params_t;
 
 /** Occupancy counters (a snapshot). */
 typedef struct kvx_alloc_attr {
     uint32_t block_count;
     uint32_t n_free, n_reserved, n_ready, n_cached, n_fenced;
-    uint32_t n_keys;          /**< keys in the prefix index */
-    uint32_t leases_active;   /**< leases holding RESERVED blocks */
-    uint32_t leases_fenced;   /**< leases waiting for their fence */
-    uint64_t evictions;       /**< CACHED blocks evicted so far */
-    uint64_t expirations;     /**< leases expired so far */
+    uint32_t n_keys;        /**< keys in the prefix index */
+    uint32_t leases_active; /**< leases holding RESERVED blocks */
+    uint32_t leases_fenced; /**< leases waiting for their fence */
+    uint64_t evictions;     /**< CACHED blocks evicted so far */
+    uint64_t expirations;   /**< leases expired so far */
 } kvx_alloc_attr_t;
 
 /** One block's state (for tools and tests). */
@@ -87,9 +87,9 @@ typedef struct kvx_block_info {
     kvx_block_state_t state;
     uint32_t gen;
     uint32_t pins;
-    int keyed;                /**< 1 if the block is in the prefix index */
-    kvx_block_key_t key;      /**< valid when keyed */
-    kvx_lease_id_t lease;     /**< owning lease (RESERVED/FENCED), else 0 */
+    int keyed;            /**< 1 if the block is in the prefix index */
+    kvx_block_key_t key;  /**< valid when keyed */
+    kvx_lease_id_t lease; /**< owning lease (RESERVED/FENCED), else 0 */
 } kvx_block_info_t;
 
 /** Called by kvx_alloc_expire() for each lease it fences. */
@@ -143,14 +143,10 @@ KVX_EXPORT kvx_status_t kvx_alloc_reserve(kvx_alloc_h alloc, uint32_t count,
  * @return as kvx_alloc_reserve(); KVX_ERR_OVERFLOW if a hit's pin count is
  *         at its limit. On error nothing changed.
  */
-KVX_EXPORT kvx_status_t kvx_alloc_reserve_keyed(kvx_alloc_h alloc,
-                                                const kvx_block_key_t *keys,
-                                                uint32_t count,
-                                                uint64_t deadline_ns,
-                                                kvx_lease_id_t *lease_p,
-                                                kvx_block_ref_t *refs,
-                                                uint8_t *hit,
-                                                uint32_t *n_hits_p);
+KVX_EXPORT kvx_status_t kvx_alloc_reserve_keyed(
+    kvx_alloc_h alloc, const kvx_block_key_t *keys, uint32_t count,
+    uint64_t deadline_ns, kvx_lease_id_t *lease_p, kvx_block_ref_t *refs,
+    uint8_t *hit, uint32_t *n_hits_p);
 
 /**
  * Commits a lease: its blocks become READY with one pin each (the caller's),
@@ -253,8 +249,7 @@ KVX_EXPORT kvx_status_t kvx_alloc_lookup(kvx_alloc_h alloc,
  * Reports block @p block's state.
  * @return KVX_OK; KVX_ERR_INVALID_PARAM; KVX_ERR_OUT_OF_RANGE.
  */
-KVX_EXPORT kvx_status_t kvx_alloc_block_query(kvx_alloc_h alloc,
-                                              uint32_t block,
+KVX_EXPORT kvx_status_t kvx_alloc_block_query(kvx_alloc_h alloc, uint32_t block,
                                               kvx_block_info_t *info);
 
 /**

@@ -13,8 +13,9 @@
  * array of unsigned ints, and either null or an array of extra keys), and H
  * is SHA-256 (vLLM "sha256_cbor") or XXH3-128 (vLLM "xxhash_cbor", the
  * libkvx default: fast; vLLM's plain "xxhash" pickles its input and cannot
- * be reproduced outside Python). The root parent is H(cbor(seed string)) when a seed is
- * given, as vLLM does with PYTHONHASHSEED, or 32 random bytes otherwise.
+ * be reproduced outside Python). The root parent is H(cbor(seed string)) when a
+ * seed is given, as vLLM does with PYTHONHASHSEED, or 32 random bytes
+ * otherwise.
  *
  * The prefix index stores 128-bit keys: the first 16 bytes of the digest
  * (all of an XXH3-128 digest). Engines that compute keys themselves may pass
@@ -58,17 +59,17 @@ typedef struct kvx_key_chain {
 } kvx_key_chain_t;
 
 typedef enum kvx_key_extra_type {
-    KVX_KEY_EXTRA_INT = 0,   /**< signed integer (e.g. a LoRA id) */
-    KVX_KEY_EXTRA_TEXT = 1,  /**< UTF-8 text (e.g. a LoRA name, cache salt) */
-    KVX_KEY_EXTRA_BYTES = 2  /**< opaque bytes (e.g. a multimodal hash) */
+    KVX_KEY_EXTRA_INT = 0,  /**< signed integer (e.g. a LoRA id) */
+    KVX_KEY_EXTRA_TEXT = 1, /**< UTF-8 text (e.g. a LoRA name, cache salt) */
+    KVX_KEY_EXTRA_BYTES = 2 /**< opaque bytes (e.g. a multimodal hash) */
 } kvx_key_extra_type_t;
 
 /** One extra key. Text and bytes are not copied; they are read at once. */
 typedef struct kvx_key_extra {
     kvx_key_extra_type_t type;
-    int64_t i;         /**< for KVX_KEY_EXTRA_INT */
-    const void *data;  /**< for TEXT and BYTES */
-    size_t len;        /**< bytes at data */
+    int64_t i;        /**< for KVX_KEY_EXTRA_INT */
+    const void *data; /**< for TEXT and BYTES */
+    size_t len;       /**< bytes at data */
 } kvx_key_extra_t;
 
 /**
@@ -111,12 +112,9 @@ KVX_EXPORT kvx_status_t kvx_key_chain_init_parent(kvx_key_chain_t *chain,
  *         KVX_ERR_NO_MEMORY (SHA-256 context). On error the chain is
  *         unchanged.
  */
-KVX_EXPORT kvx_status_t kvx_key_chain_next(kvx_key_chain_t *chain,
-                                           const uint32_t *tokens,
-                                           size_t n_tokens,
-                                           const kvx_key_extra_t *extra,
-                                           size_t n_extra,
-                                           kvx_block_key_t *key_p);
+KVX_EXPORT kvx_status_t kvx_key_chain_next(
+    kvx_key_chain_t *chain, const uint32_t *tokens, size_t n_tokens,
+    const kvx_key_extra_t *extra, size_t n_extra, kvx_block_key_t *key_p);
 
 /**
  * Keys for every full block of a token sequence: floor(n_tokens /
@@ -133,17 +131,13 @@ KVX_EXPORT kvx_status_t kvx_key_chain_next(kvx_key_chain_t *chain,
  *         error nothing is written to @p keys, the chain is unchanged and
  *         *n_keys_p (if not NULL) is 0.
  */
-KVX_EXPORT kvx_status_t kvx_key_chain_blocks(kvx_key_chain_t *chain,
-                                             const uint32_t *tokens,
-                                             size_t n_tokens,
-                                             uint32_t block_tokens,
-                                             const kvx_key_extra_t *extra,
-                                             size_t n_extra,
-                                             kvx_block_key_t *keys,
-                                             size_t max_keys,
-                                             size_t *n_keys_p);
+KVX_EXPORT kvx_status_t kvx_key_chain_blocks(
+    kvx_key_chain_t *chain, const uint32_t *tokens, size_t n_tokens,
+    uint32_t block_tokens, const kvx_key_extra_t *extra, size_t n_extra,
+    kvx_block_key_t *keys, size_t max_keys, size_t *n_keys_p);
 
-/** Parses "xxh3-128" or "sha256-cbor". @return KVX_OK; KVX_ERR_INVALID_PARAM. */
+/** Parses "xxh3-128" or "sha256-cbor". @return KVX_OK; KVX_ERR_INVALID_PARAM.
+ */
 KVX_EXPORT kvx_status_t kvx_key_algo_parse(const char *name,
                                            kvx_key_algo_t *algo_p);
 

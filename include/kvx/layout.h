@@ -57,7 +57,7 @@ enum kvx_layout_param_field {
 };
 
 /** Bounds checked by kvx_layout_init(). */
-#define KVX_LAYOUT_DIM_MAX   (1u << 20) /**< any single count or size */
+#define KVX_LAYOUT_DIM_MAX (1u << 20)     /**< any single count or size */
 #define KVX_LAYOUT_BYTES_MAX (1ull << 48) /**< whole region */
 
 typedef struct kvx_layout_params {
@@ -71,11 +71,11 @@ typedef struct kvx_layout_params {
     uint32_t num_blocks;   /**< blocks in the region */
     kvx_layout_order_t order;
     kvx_layout_token_order_t token_order;
-    uint32_t total_heads;  /**< HEAD_SLICE: kv heads of the whole model */
-    uint32_t head_start;   /**< HEAD_SLICE: first head held here */
-    uint64_t model_id;     /**< engine-chosen id of the weights (e.g. a hash
-                                of name and revision); part of the
-                                compatibility hash */
+    uint32_t total_heads; /**< HEAD_SLICE: kv heads of the whole model */
+    uint32_t head_start;  /**< HEAD_SLICE: first head held here */
+    uint64_t model_id;    /**< engine-chosen id of the weights (e.g. a hash
+                               of name and revision); part of the
+                               compatibility hash */
 } kvx_layout_params_t;
 
 /**

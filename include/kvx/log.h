@@ -27,8 +27,7 @@ typedef enum kvx_log_level {
  * thread that hit the event; must be thread-safe if the library is used
  * from several threads.
  */
-typedef void (*kvx_log_cb_t)(kvx_log_level_t level, const char *msg,
-                             void *arg);
+typedef void (*kvx_log_cb_t)(kvx_log_level_t level, const char *msg, void *arg);
 
 /**
  * Installs @p cb (NULL removes it) with @p arg, and the most verbose level

@@ -43,16 +43,16 @@ enum kvx_plan_request_field {
 
 typedef struct kvx_plan_request {
     uint64_t field_mask;
-    const kvx_layout_t *src;     /**< source region layout (required) */
-    const kvx_layout_t *dst;     /**< destination region layout (required) */
-    const uint32_t *src_blocks;  /**< source block ids, in token order */
+    const kvx_layout_t *src;    /**< source region layout (required) */
+    const kvx_layout_t *dst;    /**< destination region layout (required) */
+    const uint32_t *src_blocks; /**< source block ids, in token order */
     uint32_t n_src_blocks;
-    const uint32_t *dst_blocks;  /**< destination block ids, token order */
+    const uint32_t *dst_blocks; /**< destination block ids, token order */
     uint32_t n_dst_blocks;
-    uint32_t layer_begin;        /**< LAYERS: first layer */
-    uint32_t layer_end;          /**< LAYERS: one past the last layer */
-    uint32_t num_tokens;         /**< TOKENS: tokens to move; default the
-                                      smaller of both sides' capacity */
+    uint32_t layer_begin; /**< LAYERS: first layer */
+    uint32_t layer_end;   /**< LAYERS: one past the last layer */
+    uint32_t num_tokens;  /**< TOKENS: tokens to move; default the
+                               smaller of both sides' capacity */
 } kvx_plan_request_t;
 
 /**
@@ -82,8 +82,7 @@ KVX_EXPORT kvx_status_t kvx_plan_build(kvx_plan_h plan,
  * The segments of the last successful build (valid until the next build or
  * destroy), in emission order; *n_p receives their count.
  */
-KVX_EXPORT const kvx_segment_t *kvx_plan_segments(kvx_plan_h plan,
-                                                  size_t *n_p);
+KVX_EXPORT const kvx_segment_t *kvx_plan_segments(kvx_plan_h plan, size_t *n_p);
 
 /** Total bytes of the plan's segments. */
 KVX_EXPORT uint64_t kvx_plan_bytes(kvx_plan_h plan);

@@ -34,26 +34,27 @@ enum kvx_pool_flag {
 };
 
 /** Limits checked by kvx_pool_create(). */
-#define KVX_POOL_BLOCK_SIZE_MAX  (1ull << 30) /**< 1 GiB per block */
+#define KVX_POOL_BLOCK_SIZE_MAX (1ull << 30) /**< 1 GiB per block */
 #define KVX_POOL_BLOCK_COUNT_MAX (1u << 30)
-#define KVX_POOL_BYTES_MAX       (1ull << 44) /**< 16 TiB per pool */
+#define KVX_POOL_BYTES_MAX (1ull << 44) /**< 16 TiB per pool */
 
 typedef struct kvx_pool_params {
     uint64_t field_mask; /**< which fields below are set */
     size_t block_size;   /**< bytes per block, 1 .. KVX_POOL_BLOCK_SIZE_MAX;
                               rounded up to a multiple of 64 */
-    uint32_t block_count; /**< number of blocks, 1 .. KVX_POOL_BLOCK_COUNT_MAX */
-    const char *name;    /**< memfd name, for /proc (default "kvx-pool") */
-    uint32_t flags;      /**< kvx_pool_flag bits (default 0) */
+    uint32_t
+        block_count;  /**< number of blocks, 1 .. KVX_POOL_BLOCK_COUNT_MAX */
+    const char *name; /**< memfd name, for /proc (default "kvx-pool") */
+    uint32_t flags;   /**< kvx_pool_flag bits (default 0) */
 } kvx_pool_params_t;
 
 typedef struct kvx_pool_attr {
-    void *base;            /**< first byte of block 0 (page-aligned) */
-    size_t length;         /**< bytes mapped (>= block_size * block_count) */
-    size_t block_size;     /**< bytes per block after rounding */
-    uint32_t block_count;  /**< number of blocks */
-    int fd;                /**< the memfd, owned by the pool (do not close) */
-    int huge_pages;        /**< 1 if backed by hugetlb pages */
+    void *base;              /**< first byte of block 0 (page-aligned) */
+    size_t length;           /**< bytes mapped (>= block_size * block_count) */
+    size_t block_size;       /**< bytes per block after rounding */
+    uint32_t block_count;    /**< number of blocks */
+    int fd;                  /**< the memfd, owned by the pool (do not close) */
+    int huge_pages;          /**< 1 if backed by hugetlb pages */
     kvx_mem_type_t mem_type; /**< always KVX_MEM_HOST today */
 } kvx_pool_attr_t;
 

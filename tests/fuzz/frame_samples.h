@@ -11,8 +11,9 @@
 
 #include "frame_int.h"
 
-#define FRAME_SAMPLE_BLOCKS 5 /* blocks per sample transfer (odd: spare bits)  \
-                               */
+#define FRAME_SAMPLE_BLOCKS                                                    \
+    5 /* blocks per sample transfer (odd: spare bits)                          \
+       */
 
 typedef struct frame_sample {
     Kvx__V1__Envelope env;

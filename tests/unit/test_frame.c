@@ -11,7 +11,6 @@
 
 #define BUF_MAX 4096
 
-
 /* xorshift64*: the same garbage on every run. */
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 

@@ -89,9 +89,9 @@ static const ut_test_t log_tests[] = {
 int main(void)
 {
     static const ut_suite_t suites[] = {
-        { "status", status_tests },
-        { "log", log_tests },
-        { NULL, NULL },
+        {"status", status_tests},
+        {"log", log_tests},
+        {NULL, NULL},
     };
 
     return ut_main(suites);

@@ -19,8 +19,14 @@ typedef struct ut_suite {
     const ut_test_t *tests; /* terminated by { NULL, NULL } */
 } ut_suite_t;
 
-#define UT_TEST(fn) { #fn, fn }
-#define UT_END      { NULL, NULL }
+#define UT_TEST(fn)                                                            \
+    {                                                                          \
+#fn, fn                                                                \
+    }
+#define UT_END                                                                 \
+    {                                                                          \
+        NULL, NULL                                                             \
+    }
 
 /* Registers @suites (terminated by { NULL, NULL }) and runs them verbosely. */
 static inline int ut_main(const ut_suite_t *suites)
@@ -45,8 +51,7 @@ static inline int ut_main(const ut_suite_t *suites)
     }
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
-    failures = CU_get_number_of_failures() +
-               CU_get_number_of_tests_failed();
+    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
     CU_cleanup_registry();
     return failures == 0 ? 0 : 1;
 
