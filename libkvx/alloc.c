@@ -288,7 +288,7 @@ kvx_status_t kvx_alloc_reserve_keyed(kvx_alloc_h alloc,
             n_cached_hits++;
         }
         blk->mark++;
-        if (blk->pins + blk->mark > ALLOC_PIN_MAX) {
+        if (blk->pins + blk->mark > KVX_ALLOC_PIN_MAX) {
             status = KVX_ERR_OVERFLOW;
         }
     }
@@ -357,7 +357,7 @@ kvx_status_t kvx_alloc_pin(kvx_alloc_h alloc, kvx_block_ref_t ref)
     if (blk->state != KVX_BLOCK_READY && blk->state != KVX_BLOCK_CACHED) {
         return KVX_ERR_BAD_STATE;
     }
-    if (blk->pins >= ALLOC_PIN_MAX) {
+    if (blk->pins >= KVX_ALLOC_PIN_MAX) {
         kvxi_warn("alloc: block %u has %u pins already", ref.block, blk->pins);
         return KVX_ERR_OVERFLOW;
     }

@@ -19,10 +19,6 @@
 
 #define ALLOC_NIL UINT32_MAX
 
-/* Pin limit per block. Far above any real number of concurrent holders, yet
- * reachable by a test in well under a second. */
-#define ALLOC_PIN_MAX ((1u << 24) - 1)
-
 #define ALLOC_N_STATES 5
 
 enum {

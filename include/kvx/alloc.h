@@ -60,13 +60,18 @@ enum kvx_alloc_param_field {
     KVX_ALLOC_PARAM_FIELD_CLOCK = 1u << 2
 };
 
+/** Most pins one block can hold (pin beyond: KVX_ERR_OVERFLOW): far above
+ * any real number of holders, yet reachable by a test. */
+#define KVX_ALLOC_PIN_MAX ((1u << 24) - 1)
+
 /** Largest block count an allocator manages. */
 #define KVX_ALLOC_BLOCK_COUNT_MAX (1u << 30)
 
 typedef struct kvx_alloc_params {
     uint64_t field_mask;
     uint32_t block_count; /**< blocks managed, 1 .. KVX_ALLOC_BLOCK_COUNT_MAX */
-    uint32_t max_leases;  /**< concurrent leases (default: block_count) */
+    uint32_t max_leases;  /**< concurrent leases (default and most:
+                                block_count, as each lease holds a block) */
     kvx_clock_cb_t clock; /**< deadline clock (default monotonic) */
     void *clock_arg;      /**< passed to @p clock */
 } kvx_alloc_params_t;
