@@ -16,6 +16,7 @@
 #include <kvx/alloc.h>
 #include <kvx/layout.h>
 #include <kvx/plan.h>
+#include <kvx/rdma.h>
 
 #ifdef __cplusplus
 extern "C" {
