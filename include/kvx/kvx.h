@@ -17,6 +17,7 @@
 #include <kvx/layout.h>
 #include <kvx/plan.h>
 #include <kvx/rdma.h>
+#include <kvx/node.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,0 +1,286 @@
+/**
+ * @file kvx/node.h
+ * @brief The kvx node: the transfer engine an inference engine embeds (or
+ *        kvxd runs as a service).
+ *
+ * A node owns one KV pool (a memfd, block-major, of the node's layout), its
+ * allocator with the prefix index, one UCX context and worker (the data
+ * path), a control listener, and its peers. It moves blocks between pools:
+ *
+ *  - Push: the sender calls kvx_node_push() with blocks it holds and their
+ *    keys; the receiver allocates with dedupe (blocks it already has are
+ *    pinned, never sent), the sender writes only the missing blocks (UCX
+ *    RMA put where the transport has native RMA, active messages received
+ *    in place otherwise), then commits; the receiving engine collects the
+ *    request's blocks with kvx_node_recv().
+ *  - Layer-wise: with KVX_XFER_FLAG_LAYERWISE the sender announces layers as
+ *    prefill produces them (kvx_xfer_layer_ready()); each layer's segments
+ *    go out at once.
+ *
+ * Threading: a node is single-threaded. Every call on a node and its peers
+ * and transfers comes from one thread, which also drives the node with
+ * kvx_node_progress() (non-blocking with a 0 timeout, as engines poll every
+ * step). An idle node sleeps in the kernel: no busy polling.
+ *
+ * Every transfer ends: completed, or failed with a status naming the cause
+ * (KVX_ERR_TIMEOUT, KVX_ERR_PEER_DOWN, KVX_ERR_NO_SPACE, KVX_ERR_ABORTED,
+ * KVX_ERR_LAYOUT_MISMATCH, ...) by its deadline.
+ */
+#ifndef KVX_NODE_H
+#define KVX_NODE_H
+
+#include <kvx/alloc.h>
+#include <kvx/common.h>
+#include <kvx/key.h>
+#include <kvx/layout.h>
+#include <kvx/pool.h>
+#include <kvx/status.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kvx_node *kvx_node_h;
+typedef struct kvx_peer *kvx_peer_h;
+typedef struct kvx_xfer *kvx_xfer_h;
+
+/** How a peer's data moves (per endpoint; config can force it). */
+typedef enum kvx_transport {
+    KVX_TRANSPORT_AUTO = 0, /**< RMA where native (shm, RDMA), else AM */
+    KVX_TRANSPORT_RMA = 1,  /**< one-sided UCX put/get */
+    KVX_TRANSPORT_AM = 2    /**< UCX active messages, received in place */
+} kvx_transport_t;
+
+/** Bits of kvx_node_params_t::field_mask. */
+enum kvx_node_param_field {
+    KVX_NODE_PARAM_FIELD_NODE_ID = 1u << 0, /**< required */
+    KVX_NODE_PARAM_FIELD_LAYOUT = 1u << 1,  /**< required */
+    KVX_NODE_PARAM_FIELD_LISTEN = 1u << 2,
+    KVX_NODE_PARAM_FIELD_UCX_TLS = 1u << 3,
+    KVX_NODE_PARAM_FIELD_TRANSPORT = 1u << 4,
+    KVX_NODE_PARAM_FIELD_SECRET = 1u << 5,
+    KVX_NODE_PARAM_FIELD_HEARTBEAT = 1u << 6,
+    KVX_NODE_PARAM_FIELD_LEASE = 1u << 7
+};
+
+typedef struct kvx_node_params {
+    uint64_t field_mask;
+    /** NODE_ID: a stable name for logs and the handshake (1 .. 256 bytes). */
+    const char *node_id;
+    /** LAYOUT: the pool's model shape; order must be block-major,
+        block_bytes a multiple of 64 (pool block alignment), and
+        num_blocks is the pool's block count. Copied. */
+    const kvx_layout_params_t *layout;
+    /** LISTEN: control address peers connect to: "127.0.0.1:0" (port 0 =
+        ephemeral, see kvx_node_listen_addr()), "[::1]:4000" or
+        "unix:/path". Default: no listener (the node only connects out). */
+    const char *listen;
+    /** UCX_TLS: UCX transport list as in UCX_TLS ("tcp",
+        "posix,sysv,cma,self"); default: UCX's (or the environment's). */
+    const char *ucx_tls;
+    /** TRANSPORT: data path policy (default KVX_TRANSPORT_AUTO). */
+    kvx_transport_t transport;
+    /** SECRET: cluster secret for the HMAC-SHA256 handshake (copied);
+        default empty: no authentication (peers with an empty secret). */
+    const void *secret;
+    size_t secret_len;
+    /** HEARTBEAT: control heartbeat interval in ms (default 1000); a peer
+        silent for 3 intervals is down. */
+    uint32_t heartbeat_ms;
+    /** LEASE: default lease of blocks reserved for an incoming transfer,
+        in ms, when the sender's deadline says less (default 30000). */
+    uint32_t lease_ms;
+} kvx_node_params_t;
+
+/**
+ * Creates a node: pool, allocator, UCX context and worker, pool
+ * registration, and the listener if asked.
+ * @return KVX_OK; KVX_ERR_INVALID_PARAM (NULL, required field missing,
+ *         unknown bits, a layout kvx_layout_init() refuses or not
+ *         block-major, bad listen address); KVX_ERR_EXISTS (listen address
+ *         in use); KVX_ERR_NO_MEMORY; KVX_ERR_IO; KVX_ERR_NOT_SUPPORTED (UCX
+ *         could not start). @p node_p is written only on success.
+ */
+KVX_EXPORT kvx_status_t kvx_node_create(const kvx_node_params_t *params,
+                                        kvx_node_h *node_p);
+
+/**
+ * Destroys the node: running transfers are aborted (peers are told), peers
+ * are disconnected, the pool is unmapped. Every peer and transfer handle of
+ * the node is freed with it and must not be used afterwards. NULL is a
+ * no-op.
+ */
+KVX_EXPORT void kvx_node_destroy(kvx_node_h node);
+
+/**
+ * Runs the node's event loop: handles what is ready, waits at most
+ * @p timeout_ms for more (0: never waits). Returns after one round of
+ * events or the timeout.
+ * @return KVX_OK; KVX_ERR_INVALID_PARAM; KVX_ERR_IO (event loop failure).
+ */
+KVX_EXPORT kvx_status_t kvx_node_progress(kvx_node_h node, uint32_t timeout_ms);
+
+/** The listener's bound address ("127.0.0.1:40123"), or NULL if none. */
+KVX_EXPORT const char *kvx_node_listen_addr(kvx_node_h node);
+
+/** The node's pool (owned by the node): engines write KV into its blocks. */
+KVX_EXPORT kvx_pool_h kvx_node_pool(kvx_node_h node);
+
+/** The node's allocator (owned by the node). */
+KVX_EXPORT kvx_alloc_h kvx_node_alloc(kvx_node_h node);
+
+/** The node's pool layout (owned by the node). */
+KVX_EXPORT const kvx_layout_t *kvx_node_layout(kvx_node_h node);
+
+/* ---- peers ---- */
+
+/**
+ * Starts connecting to a peer node (control channel, then the UCX
+ * endpoint). The peer is usable once kvx_peer_status() is KVX_OK.
+ * @param addr   the peer's listen address.
+ * @param peer_p receives the peer (owned by the node).
+ * @return KVX_OK (under way); KVX_ERR_INVALID_PARAM; KVX_ERR_NO_MEMORY;
+ *         KVX_ERR_IO.
+ */
+KVX_EXPORT kvx_status_t kvx_node_connect(kvx_node_h node, const char *addr,
+                                         kvx_peer_h *peer_p);
+
+/**
+ * Progresses the node until @p peer is connected or failed, at most
+ * @p timeout_ms.
+ * @return KVX_OK (connected); KVX_INPROGRESS (timeout); the failure:
+ *         KVX_ERR_PEER_UNREACHABLE, KVX_ERR_AUTH, KVX_ERR_LAYOUT_MISMATCH,
+ *         KVX_ERR_PROTO_VERSION, KVX_ERR_PEER_REFUSED, KVX_ERR_PEER_DOWN.
+ */
+KVX_EXPORT kvx_status_t kvx_peer_wait(kvx_peer_h peer, uint32_t timeout_ms);
+
+/** KVX_OK when connected, KVX_INPROGRESS while connecting, else why not. */
+KVX_EXPORT kvx_status_t kvx_peer_status(kvx_peer_h peer);
+
+/** The data path chosen for this peer (RMA or AM; AUTO until connected). */
+KVX_EXPORT kvx_transport_t kvx_peer_transport(kvx_peer_h peer);
+
+/** The peer's node id (empty until connected). */
+KVX_EXPORT const char *kvx_peer_name(kvx_peer_h peer);
+
+/** "auto", "rma", "am". */
+KVX_EXPORT const char *kvx_transport_string(kvx_transport_t transport);
+
+/* ---- transfers ---- */
+
+/** Bits of kvx_xfer_params_t::field_mask. */
+enum kvx_xfer_param_field {
+    KVX_XFER_PARAM_FIELD_REQUEST_ID = 1u << 0, /**< required */
+    KVX_XFER_PARAM_FIELD_BLOCKS = 1u << 1,     /**< required */
+    KVX_XFER_PARAM_FIELD_KEYS = 1u << 2,       /**< dedupe by key */
+    KVX_XFER_PARAM_FIELD_DEADLINE = 1u << 3,
+    KVX_XFER_PARAM_FIELD_FLAGS = 1u << 4
+};
+
+/** Values of kvx_xfer_params_t::flags. */
+enum kvx_xfer_flag {
+    /** Send layers only as kvx_xfer_layer_ready() announces them. */
+    KVX_XFER_FLAG_LAYERWISE = 1u << 0
+};
+
+typedef struct kvx_xfer_params {
+    uint64_t field_mask;
+    uint64_t request_id;           /**< the engine's request; names the
+                                        blocks on the receiver */
+    const kvx_block_ref_t *blocks; /**< READY blocks of the local pool, in
+                                        token order; pinned by the transfer
+                                        until it ends */
+    uint32_t n_blocks;             /**< 1 .. 2^20 */
+    const kvx_block_key_t *keys;   /**< KEYS: one per block (dedupe on the
+                                        receiver); without: every block is
+                                        sent */
+    uint32_t deadline_ms;          /**< DEADLINE: from now (default 30000) */
+    uint32_t flags;                /**< FLAGS: kvx_xfer_flag bits */
+} kvx_xfer_params_t;
+
+/** What a transfer did (kvx_xfer_query()). */
+typedef struct kvx_xfer_attr {
+    kvx_status_t status;       /**< KVX_INPROGRESS, KVX_OK or the failure */
+    uint32_t n_blocks;         /**< blocks of the request */
+    uint32_t blocks_hit;       /**< already held by the receiver: not sent */
+    uint32_t blocks_sent;      /**< written over the data path */
+    uint64_t bytes_sent;       /**< payload bytes written */
+    uint32_t segments;         /**< planner segments posted */
+    kvx_transport_t transport; /**< data path used */
+    uint64_t elapsed_ns;       /**< start to end (or to now) */
+} kvx_xfer_attr_t;
+
+/**
+ * Starts pushing @p params->blocks to @p peer.
+ * @param xfer_p receives the transfer; free it with kvx_xfer_release().
+ * @return KVX_OK (started: completion through kvx_xfer_test/wait);
+ *         KVX_ERR_INVALID_PARAM (NULL, missing fields, unknown bits, zero
+ *         blocks); KVX_ERR_STALE_HANDLE / KVX_ERR_BAD_STATE /
+ *         KVX_ERR_OUT_OF_RANGE (a block reference the caller does not hold
+ *         READY: nothing is sent); KVX_ERR_BAD_STATE (peer not connected);
+ *         KVX_ERR_NO_MEMORY.
+ */
+KVX_EXPORT kvx_status_t kvx_node_push(kvx_node_h node, kvx_peer_h peer,
+                                      const kvx_xfer_params_t *params,
+                                      kvx_xfer_h *xfer_p);
+
+/**
+ * Layer-wise transfers: layers [0, @p layer_end) are ready; their segments
+ * go out as soon as the receiver's allocation is known.
+ * @return KVX_OK; KVX_ERR_INVALID_PARAM (not layer-wise, layer_end beyond
+ *         the layout or below an earlier announcement); KVX_ERR_BAD_STATE
+ *         (transfer already ended).
+ */
+KVX_EXPORT kvx_status_t kvx_xfer_layer_ready(kvx_xfer_h xfer,
+                                             uint32_t layer_end);
+
+/** KVX_INPROGRESS while running, KVX_OK when done, else the failure. */
+KVX_EXPORT kvx_status_t kvx_xfer_test(kvx_xfer_h xfer);
+
+/**
+ * Progresses the node until @p xfer ends or @p timeout_ms passes.
+ * @return as kvx_xfer_test() (KVX_INPROGRESS on timeout).
+ */
+KVX_EXPORT kvx_status_t kvx_xfer_wait(kvx_xfer_h xfer, uint32_t timeout_ms);
+
+/** Fills @p attr. @return KVX_OK; KVX_ERR_INVALID_PARAM. */
+KVX_EXPORT kvx_status_t kvx_xfer_query(kvx_xfer_h xfer, kvx_xfer_attr_t *attr);
+
+/**
+ * Aborts a running transfer: the receiver is told, and its reserved blocks
+ * stay fenced until no write of ours can land. Ends with KVX_ERR_ABORTED.
+ * @return KVX_OK; KVX_ERR_INVALID_PARAM; KVX_ERR_BAD_STATE (already ended).
+ */
+KVX_EXPORT kvx_status_t kvx_xfer_abort(kvx_xfer_h xfer);
+
+/** Frees a transfer handle (aborting it if still running). NULL: no-op. */
+KVX_EXPORT void kvx_xfer_release(kvx_xfer_h xfer);
+
+/* ---- receiving ---- */
+
+/**
+ * Collects the blocks of request @p request_id that arrived from any peer.
+ * On KVX_OK the caller holds one pin on each returned block (hits and
+ * received blocks alike, in token order) and releases them with
+ * kvx_alloc_unpin() on kvx_node_alloc(); the node forgets the request.
+ * @param timeout_ms  0 polls; otherwise progresses the node until the
+ *                    request is complete or the time passes.
+ * @param refs        room for @p max references.
+ * @param n_p         receives the number of blocks.
+ * @return KVX_OK; KVX_INPROGRESS (the request is known, e.g. allocated,
+ *         but not complete yet: call again); KVX_ERR_NOT_FOUND (nothing
+ *         of this request has arrived, or it was collected already);
+ *         KVX_ERR_NO_SPACE (@p max too small; *n_p says how many: nothing
+ *         taken); the transfer's failure (KVX_ERR_ABORTED, KVX_ERR_TIMEOUT,
+ *         KVX_ERR_PEER_DOWN), reported once; KVX_ERR_INVALID_PARAM.
+ */
+KVX_EXPORT kvx_status_t kvx_node_recv(kvx_node_h node, uint64_t request_id,
+                                      uint32_t timeout_ms,
+                                      kvx_block_ref_t *refs, uint32_t max,
+                                      uint32_t *n_p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KVX_NODE_H */

@@ -1,0 +1,217 @@
+/*
+ * The node's private structures (node.c, peer.c, xfer_send.c, xfer_recv.c).
+ *
+ * A node is single-threaded: every function here runs on the thread that
+ * calls kvx_node_progress(). Objects:
+ *  - struct kvx_peer: one control connection (kvxi_conn) plus, once the
+ *    handshake completed, one UCX endpoint to the peer's worker.
+ *  - struct kvx_xfer: a push we send (sender side), owned by the engine.
+ *  - struct kvxi_rx: a push we receive (receiver side): the lease, the
+ *    destination refs, and afterwards the request's result until
+ *    kvx_node_recv() collects it.
+ *
+ * Transfer ids are chosen by the allocate sender; the side that connected
+ * uses odd ids and the accepting side even ids, so an Abort names one
+ * transfer unambiguously when both nodes push to each other.
+ *
+ * The receiver answers an allocation with a lease id of its own choosing: a
+ * random 32-bit tag over the rx slot index. The sender carries it as the
+ * transfer id of its AM chunks, so am_dest_cb finds the rx in O(1) and a
+ * peer cannot name another peer's transfer by guessing.
+ */
+#ifndef KVX_NODE_INT_H
+#define KVX_NODE_INT_H
+
+#include <kvx/kvx.h>
+#include <kvx/node.h>
+
+#include "conn_int.h"
+#include "ucx_int.h"
+
+#include <event2/event.h>
+
+#define KVXI_NODE_LEASE_MS_DEFAULT 30000u
+#define KVXI_NODE_DEADLINE_MS_DEFAULT 30000u
+#define KVXI_NODE_XFER_BLOCKS_MAX (1u << 20)
+
+typedef struct kvxi_rx kvxi_rx_t;
+
+/** Counters of a node (StatsReply later). */
+typedef struct kvxi_node_stats {
+    uint64_t transfers_ok, transfers_failed;
+    uint64_t bytes_sent, bytes_received;
+    uint64_t dedupe_hit_blocks;
+    uint64_t am_refused;
+} kvxi_node_stats_t;
+
+struct kvx_peer {
+    struct kvx_node *node;
+    struct kvx_peer *next, *prev;
+    kvxi_conn_t *conn;      /**< NULL once closed and destroyed */
+    kvxi_peer_info_t *info; /**< copy, after established */
+    kvxi_ucx_ep_h ep;
+    kvx_status_t status; /**< INPROGRESS, OK, or why it failed/closed */
+    kvx_transport_t transport;
+    int is_client;
+    int accepted;           /**< created by the listener: the node frees it */
+    uint64_t next_transfer; /**< next transfer id counter */
+    char addr[128];
+};
+
+typedef enum kvxi_xfer_state {
+    KVXI_XFER_ALLOCATING = 0, /**< AllocateRequest sent */
+    KVXI_XFER_RUNNING = 1,    /**< posting layers */
+    KVXI_XFER_COMMITTING = 2, /**< Commit sent */
+    KVXI_XFER_STOPPING = 3,   /**< failing: posts draining, then flush */
+    KVXI_XFER_DONE = 4
+} kvxi_xfer_state_t;
+
+/** One post's segments (kept until its callback). */
+typedef struct kvxi_xfer_post {
+    struct kvx_xfer *xfer;
+    kvx_segment_t *segs;
+    size_t n_segs;
+    uint64_t bytes;
+    kvxi_ucx_post_h post;
+    struct kvxi_xfer_post *next;
+} kvxi_xfer_post_t;
+
+struct kvx_xfer {
+    struct kvx_node *node;
+    struct kvx_peer *peer;        /**< NULL once the peer was torn down */
+    struct kvx_xfer *next, *prev; /**< node's list of send transfers */
+    kvxi_xfer_state_t state;
+    kvx_status_t status;      /**< INPROGRESS, OK or the failure */
+    kvx_status_t stop_status; /**< failure to report once stopped */
+    uint64_t transfer_id;
+    uint64_t request_id;
+    uint64_t alloc_req_id, commit_req_id; /**< envelope ids we sent */
+    uint64_t abort_ack_req; /**< peer's Abort to answer once quiesced */
+    int send_abort;         /**< we stop on our own: tell the receiver */
+    int flushing, flushed;
+    int released; /**< engine released: free when done */
+    uint32_t flags;
+    uint32_t n_blocks;
+    kvx_block_ref_t *src;          /**< pinned source refs */
+    kvx_block_ref_t *dst;          /**< receiver's refs (after the reply) */
+    uint8_t *hit;                  /**< 1 per block */
+    uint32_t *miss_src, *miss_dst; /**< block ids of the missed blocks */
+    uint32_t n_miss, n_hit;
+    uint64_t lease;        /**< receiver's wire lease id (AM tag) */
+    uint32_t layer_ready;  /**< layers announced */
+    uint32_t layer_posted; /**< layers posted */
+    unsigned posts;        /**< posts in flight */
+    kvxi_xfer_post_t *post_list;
+    uint64_t deadline_ns;
+    uint64_t t_start, t_end;
+    uint64_t bytes_sent;
+    uint32_t segments;
+    kvx_transport_t transport;
+};
+
+typedef enum kvxi_rx_state {
+    KVXI_RX_RESERVED = 0,  /**< waiting for data and Commit */
+    KVXI_RX_COMMITTED = 1, /**< blocks READY, pinned for the engine */
+    KVXI_RX_FAILED = 2     /**< failed; maybe fenced until quiesced */
+} kvxi_rx_state_t;
+
+struct kvxi_rx {
+    struct kvx_node *node;
+    struct kvx_peer *peer; /**< NULL after the peer was torn down */
+    kvxi_rx_t *next, *prev;
+    kvxi_rx_state_t state;
+    kvx_status_t status;
+    uint64_t transfer_id;
+    uint64_t request_id;
+    uint64_t tag;         /**< wire lease id (0 when every block hit) */
+    uint32_t slot;        /**< index in node->rx_slots, or UINT32_MAX */
+    kvx_lease_id_t lease; /**< allocator lease, 0 once committed/freed */
+    int fenced;           /**< lease aborted, fence not lifted yet */
+    int reported;         /**< failure handed to kvx_node_recv() */
+    int superseded;       /**< a newer push of the request replaced it */
+    int am;               /**< data path AM: count landed bytes */
+    uint32_t n_blocks, n_miss;
+    kvx_block_ref_t *refs;
+    uint8_t *hit;
+    uint64_t landed, data_bytes, max_bytes;
+    int am_failed;
+    uint64_t commit_req_id; /**< Commit waiting for AM bytes (0: none) */
+};
+
+struct kvx_node {
+    char node_id[KVXI_NAME_MAX + 1];
+    kvx_layout_t layout;
+    kvx_pool_h pool;
+    kvx_alloc_h alloc;
+    uint8_t *pool_base;
+    kvxi_ucx_h ucx;
+    kvxi_ucx_mem_h mem;
+    struct event_base *base;
+    struct event *ucx_ev, *timer_ev, *wake_ev;
+    kvxi_listener_t *listener;
+    kvxi_conn_identity_t ident;
+    kvxi_conn_config_t conn_cfg;
+    uint8_t *secret;
+    size_t secret_len;
+    kvx_transport_t transport;
+    uint32_t lease_ms;
+    int shutting_down;
+    struct kvx_peer *peers;
+    struct kvx_xfer *xfers;
+    kvxi_rx_t *rxs;
+    kvxi_rx_t **rx_slots;
+    uint32_t n_rx_slots;
+    kvxi_rx_t **owner; /**< per block: the rx allowed to write it */
+    kvxi_node_stats_t stats;
+};
+
+/* node.c */
+uint64_t kvxi_node_now_ns(void);
+void kvxi_node_timer_rearm(struct kvx_node *node);
+
+/* peer.c */
+void kvxi_peer_accept(kvxi_listener_t *l, kvxi_conn_t *conn, void *arg);
+void kvxi_peer_free(struct kvx_peer *peer);
+void kvxi_peer_shutdown(struct kvx_peer *peer);
+kvx_status_t kvxi_peer_send(struct kvx_peer *peer, kvxi_envelope_t *env);
+/** Sends Error{code, text} answering @p req_id. */
+void kvxi_peer_send_error(struct kvx_peer *peer, uint64_t req_id,
+                          kvx_status_t code, const char *text);
+
+/* xfer_send.c */
+void kvxi_xfer_on_alloc_reply(struct kvx_peer *peer,
+                              const kvxi_envelope_t *env);
+void kvxi_xfer_on_commit_ack(struct kvx_peer *peer, const kvxi_envelope_t *env);
+void kvxi_xfer_on_abort(struct kvx_peer *peer, const kvxi_envelope_t *env);
+void kvxi_xfer_on_error(struct kvx_peer *peer, const kvxi_envelope_t *env);
+/** Fails @p x with @p status (stops posts, tells the peer if @p tell). */
+void kvxi_xfer_stop(struct kvx_xfer *x, kvx_status_t status, int tell);
+void kvxi_xfer_check_deadlines(struct kvx_node *node, uint64_t now,
+                               uint64_t *next_p);
+void kvxi_xfer_free(struct kvx_xfer *x);
+/** The peer is going away: its transfers fail with @p status. */
+void kvxi_xfer_peer_down(struct kvx_peer *peer, kvx_status_t status);
+void kvxi_xfer_detach_peer(struct kvx_peer *peer);
+
+/* xfer_recv.c */
+void kvxi_rx_on_alloc_request(struct kvx_peer *peer,
+                              const kvxi_envelope_t *env);
+void kvxi_rx_on_commit(struct kvx_peer *peer, const kvxi_envelope_t *env);
+void kvxi_rx_on_abort(struct kvx_peer *peer, const kvxi_envelope_t *env);
+void kvxi_rx_on_abort_ack(struct kvx_peer *peer, const kvxi_envelope_t *env);
+void kvxi_rx_expire(struct kvx_node *node);
+/** The peer's endpoint is gone: its rx fail and their fences lift. */
+void kvxi_rx_peer_down(struct kvx_peer *peer, kvx_status_t status);
+void kvxi_rx_free_all(struct kvx_node *node);
+void *kvxi_rx_am_dest(uint64_t tag, uint64_t off, uint64_t len, void *arg);
+void kvxi_rx_am_done(uint64_t tag, uint64_t off, uint64_t len, uint32_t seq,
+                     kvx_status_t status, void *arg);
+void kvxi_rx_am_refused(uint64_t tag, uint64_t off, uint64_t len,
+                        kvx_status_t reason, void *arg);
+/** Transfer ids the peer chose (its sends) have the peer's parity. */
+static inline int kvxi_tid_is_ours(const struct kvx_peer *peer, uint64_t tid)
+{
+    return (int)(tid & 1u) == (peer->is_client ? 1 : 0);
+}
+
+#endif /* KVX_NODE_INT_H */

@@ -1,0 +1,183 @@
+/*
+ * Unit tests for libkvx/node.c and peer.c: creation, listening, connecting
+ * and the handshake's refusals, idle progress. Real UCX over loopback; exit
+ * 77 if UCX cannot start.
+ */
+#include "node_ut.h"
+
+static nut_opts_t opts_tcp = {.tls = NUT_TLS_TCP};
+
+static void test_node_create_params(void)
+{
+    kvx_layout_params_t lp = nut_layout(16);
+    kvx_node_params_t np = {
+        .field_mask =
+            KVX_NODE_PARAM_FIELD_NODE_ID | KVX_NODE_PARAM_FIELD_LAYOUT,
+        .node_id = "n",
+        .layout = &lp,
+    };
+    kvx_node_h node = (kvx_node_h)0x1;
+
+    CU_ASSERT_EQUAL(kvx_node_create(NULL, &node), KVX_ERR_INVALID_PARAM);
+    CU_ASSERT_EQUAL(kvx_node_create(&np, NULL), KVX_ERR_INVALID_PARAM);
+    np.field_mask = KVX_NODE_PARAM_FIELD_NODE_ID;
+    CU_ASSERT_EQUAL(kvx_node_create(&np, &node), KVX_ERR_INVALID_PARAM);
+    np.field_mask |= KVX_NODE_PARAM_FIELD_LAYOUT | (1u << 30);
+    CU_ASSERT_EQUAL(kvx_node_create(&np, &node), KVX_ERR_INVALID_PARAM);
+    np.field_mask &= ~(uint64_t)(1u << 30);
+    np.node_id = "";
+    CU_ASSERT_EQUAL(kvx_node_create(&np, &node), KVX_ERR_INVALID_PARAM);
+    np.node_id = "n";
+    lp.field_mask |= KVX_LAYOUT_PARAM_FIELD_ORDER;
+    lp.order = KVX_LAYOUT_LAYER_MAJOR;
+    CU_ASSERT_EQUAL(kvx_node_create(&np, &node), KVX_ERR_INVALID_PARAM);
+    lp.order = KVX_LAYOUT_BLOCK_MAJOR;
+    lp.head_dim = 0;
+    CU_ASSERT_EQUAL(kvx_node_create(&np, &node), KVX_ERR_INVALID_PARAM);
+    lp.head_dim = 64;
+    np.field_mask |= KVX_NODE_PARAM_FIELD_LISTEN;
+    np.listen = "not an address";
+    CU_ASSERT_EQUAL(kvx_node_create(&np, &node), KVX_ERR_INVALID_PARAM);
+    CU_ASSERT_EQUAL(node, (kvx_node_h)0x1);
+    np.listen = "127.0.0.1:0";
+    CU_ASSERT_EQUAL_FATAL(kvx_node_create(&np, &node), KVX_OK);
+    CU_ASSERT_PTR_NOT_NULL(kvx_node_listen_addr(node));
+    CU_ASSERT_PTR_NOT_NULL(kvx_node_pool(node));
+    CU_ASSERT_PTR_NOT_NULL(kvx_node_alloc(node));
+    CU_ASSERT_EQUAL(kvx_node_layout(node)->num_layers, 4);
+    kvx_node_destroy(node);
+    kvx_node_destroy(NULL);
+    CU_ASSERT_EQUAL(kvx_node_progress(NULL, 0), KVX_ERR_INVALID_PARAM);
+    CU_ASSERT_STRING_EQUAL(kvx_transport_string(KVX_TRANSPORT_AM), "am");
+}
+
+static void test_node_listen_port0(void)
+{
+    kvx_node_h a;
+    const char *addr;
+
+    CU_ASSERT_EQUAL_FATAL(nut_node("a", &opts_tcp, 1, &a), KVX_OK);
+    addr = kvx_node_listen_addr(a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(addr);
+    CU_ASSERT(strncmp(addr, "127.0.0.1:", 10) == 0);
+    CU_ASSERT(strcmp(addr, "127.0.0.1:0") != 0);
+    kvx_node_destroy(a);
+}
+
+static void test_peer_connect_handshake(void)
+{
+    kvx_node_h a, b;
+    kvx_peer_h p;
+
+    CU_ASSERT_EQUAL_FATAL(nut_node("server", &opts_tcp, 1, &a), KVX_OK);
+    CU_ASSERT_EQUAL_FATAL(nut_node("client", &opts_tcp, 0, &b), KVX_OK);
+    CU_ASSERT_EQUAL_FATAL(kvx_node_connect(b, kvx_node_listen_addr(a), &p),
+                          KVX_OK);
+    CU_ASSERT_EQUAL(kvx_peer_status(p), KVX_INPROGRESS);
+    CU_ASSERT_EQUAL(nut_wait_peer(a, b, p), KVX_OK);
+    CU_ASSERT_STRING_EQUAL(kvx_peer_name(p), "server");
+    CU_ASSERT_EQUAL(kvx_peer_transport(p), KVX_TRANSPORT_AM);
+    kvx_node_destroy(b);
+    nut_spin(a, NULL, 50);
+    kvx_node_destroy(a);
+}
+
+static kvx_status_t connect_with(const nut_opts_t *oa, const nut_opts_t *ob)
+{
+    kvx_node_h a, b;
+    kvx_peer_h p;
+    kvx_status_t st;
+
+    CU_ASSERT_EQUAL_FATAL(nut_node("server", oa, 1, &a), KVX_OK);
+    CU_ASSERT_EQUAL_FATAL(nut_node("client", ob, 0, &b), KVX_OK);
+    CU_ASSERT_EQUAL_FATAL(kvx_node_connect(b, kvx_node_listen_addr(a), &p),
+                          KVX_OK);
+    st = nut_wait_peer(a, b, p);
+    CU_ASSERT_EQUAL(kvx_peer_wait(p, 0), st);
+    kvx_node_destroy(b);
+    kvx_node_destroy(a);
+    return st;
+}
+
+static void test_peer_layout_mismatch(void)
+{
+    nut_opts_t o = opts_tcp;
+
+    o.head_dim = 128;
+    CU_ASSERT_EQUAL(connect_with(&opts_tcp, &o), KVX_ERR_LAYOUT_MISMATCH);
+}
+
+static void test_peer_wrong_secret(void)
+{
+    nut_opts_t oa = opts_tcp, ob = opts_tcp;
+
+    oa.secret = "cluster secret";
+    ob.secret = "another secret";
+    CU_ASSERT_EQUAL(connect_with(&oa, &ob), KVX_ERR_AUTH);
+    ob.secret = "cluster secret";
+    CU_ASSERT_EQUAL(connect_with(&oa, &ob), KVX_OK);
+}
+
+static void test_peer_unreachable(void)
+{
+    kvx_node_h a, b;
+    kvx_peer_h p;
+    char addr[64];
+
+    /* A port that was just free: bind one, close it, connect there. */
+    CU_ASSERT_EQUAL_FATAL(nut_node("gone", &opts_tcp, 1, &a), KVX_OK);
+    snprintf(addr, sizeof(addr), "%s", kvx_node_listen_addr(a));
+    kvx_node_destroy(a);
+    CU_ASSERT_EQUAL_FATAL(nut_node("client", &opts_tcp, 0, &b), KVX_OK);
+    CU_ASSERT_EQUAL_FATAL(kvx_node_connect(b, addr, &p), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_peer_wait(p, NUT_WAIT_MS), KVX_ERR_PEER_UNREACHABLE);
+    CU_ASSERT_EQUAL(kvx_node_connect(b, "bogus", &p), KVX_ERR_INVALID_PARAM);
+    kvx_node_destroy(b);
+}
+
+static void test_node_idle_progress(void)
+{
+    kvx_node_h a;
+    uint64_t t0, dt;
+
+    CU_ASSERT_EQUAL_FATAL(nut_node("idle", &opts_tcp, 1, &a), KVX_OK);
+    kvx_node_progress(a, 0);
+    t0 = kvx_clock_monotonic_ns(NULL);
+    CU_ASSERT_EQUAL(kvx_node_progress(a, 100), KVX_OK);
+    dt = kvx_clock_monotonic_ns(NULL) - t0;
+    CU_ASSERT(dt >= 90000000ull);
+    CU_ASSERT(dt < 2000000000ull);
+    t0 = kvx_clock_monotonic_ns(NULL);
+    CU_ASSERT_EQUAL(kvx_node_progress(a, 0), KVX_OK);
+    CU_ASSERT(kvx_clock_monotonic_ns(NULL) - t0 < 50000000ull);
+    kvx_node_destroy(a);
+}
+
+static const ut_test_t node_tests[] = {
+    UT_TEST(test_node_create_params),
+    UT_TEST(test_node_listen_port0),
+    UT_TEST(test_node_idle_progress),
+    UT_END,
+};
+
+static const ut_test_t peer_tests[] = {
+    UT_TEST(test_peer_connect_handshake),
+    UT_TEST(test_peer_layout_mismatch),
+    UT_TEST(test_peer_wrong_secret),
+    UT_TEST(test_peer_unreachable),
+    UT_END,
+};
+
+int main(void)
+{
+    static const ut_suite_t suites[] = {
+        {"node", node_tests},
+        {"peer", peer_tests},
+        {NULL, NULL},
+    };
+
+    if (!nut_init()) {
+        return 77;
+    }
+    return ut_main(suites);
+}
