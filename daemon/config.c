@@ -4,10 +4,11 @@
  */
 #include "config.h"
 
+#include "log_int.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,21 +78,6 @@ const kvxd_opt_t kvxd_opts[] = {
 };
 /* clang-format on */
 
-static void say(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void say(char *err, size_t err_len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || err_len == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
-
 static const kvxd_opt_t *opt_find(const char *name, size_t len)
 {
     for (const kvxd_opt_t *o = kvxd_opts; o->name != NULL; o++) {
@@ -112,8 +98,8 @@ static kvx_status_t opt_set(kvxd_config_t *cfg, const kvxd_opt_t *o,
     switch (o->type) {
     case KVXD_OPT_STRING:
         if (strlen(value) >= o->size) {
-            say(err, err_len, "%s: value longer than %zu bytes", o->name,
-                o->size - 1);
+            kvxi_why(err, err_len, "%s: value longer than %zu bytes", o->name,
+                     o->size - 1);
             return KVX_ERR_INVALID_PARAM;
         }
         memcpy(field, value, strlen(value) + 1);
@@ -123,9 +109,9 @@ static kvx_status_t opt_set(kvxd_config_t *cfg, const kvxd_opt_t *o,
         v = strtoull(value, &end, 0);
         if (!isdigit((unsigned char)value[0]) || *end != '\0' || errno != 0 ||
             v < o->min || v > o->max) {
-            say(err, err_len,
-                "%s: '%s' is not an integer in %" PRIu64 " .. %" PRIu64,
-                o->name, value, o->min, o->max);
+            kvxi_why(err, err_len,
+                     "%s: '%s' is not an integer in %" PRIu64 " .. %" PRIu64,
+                     o->name, value, o->min, o->max);
             return KVX_ERR_INVALID_PARAM;
         }
         *(uint64_t *)(void *)field = v;
@@ -137,8 +123,8 @@ static kvx_status_t opt_set(kvxd_config_t *cfg, const kvxd_opt_t *o,
                 return KVX_OK;
             }
         }
-        say(err, err_len, "%s: '%s' is not one of the allowed values", o->name,
-            value);
+        kvxi_why(err, err_len, "%s: '%s' is not one of the allowed values",
+                 o->name, value);
         return KVX_ERR_INVALID_PARAM;
     }
     return KVX_ERR_INVALID_PARAM;
@@ -159,12 +145,12 @@ kvx_status_t kvxd_config_set(kvxd_config_t *cfg, const char *name,
     const kvxd_opt_t *o;
 
     if (cfg == NULL || name == NULL || value == NULL) {
-        say(err, err_len, "NULL argument");
+        kvxi_why(err, err_len, "NULL argument");
         return KVX_ERR_INVALID_PARAM;
     }
     o = opt_find(name, strlen(name));
     if (o == NULL) {
-        say(err, err_len, "unknown option '%s'", name);
+        kvxi_why(err, err_len, "unknown option '%s'", name);
         return KVX_ERR_NOT_FOUND;
     }
     return opt_set(cfg, o, value, err, err_len);
@@ -205,15 +191,15 @@ static kvx_status_t parse_line(kvxd_config_t *cfg, const char *p,
     }
     eq = memchr(p, '=', (size_t)(end - p));
     if (eq == NULL) {
-        say(err, err_len, "line %u: expected 'name = value'", lineno);
+        kvxi_why(err, err_len, "line %u: expected 'name = value'", lineno);
         return KVX_ERR_INVALID_PARAM;
     }
     name = p;
     name_end = trim_end(name, eq);
     o = opt_find(name, (size_t)(name_end - name));
     if (o == NULL) {
-        say(err, err_len, "line %u: unknown option '%.*s'", lineno,
-            (int)(name_end - name > 64 ? 64 : name_end - name), name);
+        kvxi_why(err, err_len, "line %u: unknown option '%.*s'", lineno,
+                 (int)(name_end - name > 64 ? 64 : name_end - name), name);
         return KVX_ERR_NOT_FOUND;
     }
     p = skip_space(eq + 1, end);
@@ -224,15 +210,15 @@ static kvx_status_t parse_line(kvxd_config_t *cfg, const char *p,
     }
     vlen = (size_t)(end - p);
     if (vlen >= sizeof(value) || memchr(p, '\0', vlen) != NULL) {
-        say(err, err_len, "line %u: %s: value too long or has NUL bytes",
-            lineno, o->name);
+        kvxi_why(err, err_len, "line %u: %s: value too long or has NUL bytes",
+                 lineno, o->name);
         return KVX_ERR_INVALID_PARAM;
     }
     memcpy(value, p, vlen);
     value[vlen] = '\0';
     st = opt_set(cfg, o, value, sub, sizeof(sub));
     if (st != KVX_OK) {
-        say(err, err_len, "line %u: %s", lineno, sub);
+        kvxi_why(err, err_len, "line %u: %s", lineno, sub);
     }
     return st;
 }
@@ -244,7 +230,7 @@ kvx_status_t kvxd_config_parse(kvxd_config_t *cfg, const char *text, size_t len,
     unsigned lineno = 0;
 
     if (cfg == NULL || (text == NULL && len > 0)) {
-        say(err, err_len, "NULL argument");
+        kvxi_why(err, err_len, "NULL argument");
         return KVX_ERR_INVALID_PARAM;
     }
     while (p < end) {
@@ -254,8 +240,8 @@ kvx_status_t kvxd_config_parse(kvxd_config_t *cfg, const char *text, size_t len,
 
         lineno++;
         if (line_end - p >= CONFIG_LINE_MAX) {
-            say(err, err_len, "line %u: longer than %u bytes", lineno,
-                CONFIG_LINE_MAX - 1);
+            kvxi_why(err, err_len, "line %u: longer than %u bytes", lineno,
+                     CONFIG_LINE_MAX - 1);
             return KVX_ERR_INVALID_PARAM;
         }
         st = parse_line(cfg, p, line_end, lineno, err, err_len);
@@ -277,7 +263,7 @@ kvx_status_t kvxd_config_load(kvxd_config_t *cfg, const char *path, char *err,
 
     f = fopen(path, "re");
     if (f == NULL) {
-        say(err, err_len, "%s: %s", path, strerror(errno));
+        kvxi_why(err, err_len, "%s: %s", path, strerror(errno));
         return KVX_ERR_IO;
     }
     text = malloc(CONFIG_FILE_MAX + 1);
@@ -287,13 +273,13 @@ kvx_status_t kvxd_config_load(kvxd_config_t *cfg, const char *path, char *err,
     }
     len = fread(text, 1, CONFIG_FILE_MAX + 1, f);
     if (ferror(f) || len > CONFIG_FILE_MAX) {
-        say(err, err_len, "%s: unreadable or larger than %u bytes", path,
-            CONFIG_FILE_MAX);
+        kvxi_why(err, err_len, "%s: unreadable or larger than %u bytes", path,
+                 CONFIG_FILE_MAX);
         st = KVX_ERR_IO;
     } else {
         st = kvxd_config_parse(cfg, text, len, sub, sizeof(sub));
         if (st != KVX_OK) {
-            say(err, err_len, "%s: %s", path, sub);
+            kvxi_why(err, err_len, "%s: %s", path, sub);
         }
     }
     fclose(f);
@@ -350,7 +336,7 @@ kvx_status_t kvxd_config_args(kvxd_config_t *cfg, int argc, char **argv,
         } else if (i + 1 < argc) {
             value = argv[++i];
         } else {
-            say(err, err_len, "--%s needs a value", o->name);
+            kvxi_why(err, err_len, "--%s needs a value", o->name);
             return KVX_ERR_INVALID_PARAM;
         }
         st = opt_set(cfg, o, value, err, err_len);

@@ -6,7 +6,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,21 +62,6 @@ typedef struct hs_view {
     const Kvx__V1__DataPath *paths;
     uint32_t max_frame;
 } hs_view_t;
-
-static void set_why(char *why, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (why == NULL || len == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(why, len, fmt, ap);
-    va_end(ap);
-}
 
 /* ------------------------------------------------------------------------
  * Cryptography.
@@ -264,7 +248,7 @@ static kvx_status_t hs_accept_peer(kvxi_hs_t *hs, const hs_view_t *v, char *why,
     if (strcmp(cluster, ours_cluster) != 0) {
         printable(a, sizeof(a), cluster);
         printable(b, sizeof(b), ours_cluster);
-        set_why(why, why_len, "cluster_id '%s' (peer) != '%s' (local)", a, b);
+        kvxi_why(why, why_len, "cluster_id '%s' (peer) != '%s' (local)", a, b);
         return KVX_ERR_PEER_REFUSED;
     }
     if (kvxi_wire_layout_from(v->layout, &layout, why, why_len) != KVX_OK) {
@@ -273,26 +257,26 @@ static kvx_status_t hs_accept_peer(kvxi_hs_t *hs, const hs_view_t *v, char *why,
     theirs = kvx_layout_compat_hash(&layout);
     ours = kvx_layout_compat_hash(&local->layout);
     if (v->layout_hash != theirs) {
-        set_why(why, why_len,
-                "peer layout_hash 0x%016" PRIx64
-                " does not match its layout (0x%016" PRIx64 ")",
-                v->layout_hash, theirs);
+        kvxi_why(why, why_len,
+                 "peer layout_hash 0x%016" PRIx64
+                 " does not match its layout (0x%016" PRIx64 ")",
+                 v->layout_hash, theirs);
         return KVX_ERR_LAYOUT_MISMATCH;
     }
     if (theirs != ours) {
         char field[128];
 
         kvx_layout_check(&layout, &local->layout, field, sizeof(field));
-        set_why(why, why_len,
-                "layout compat hash 0x%016" PRIx64 " (peer) != 0x%016" PRIx64
-                " (local): %s",
-                theirs, ours, field[0] != '\0' ? field : "hash differs");
+        kvxi_why(why, why_len,
+                 "layout compat hash 0x%016" PRIx64 " (peer) != 0x%016" PRIx64
+                 " (local): %s",
+                 theirs, ours, field[0] != '\0' ? field : "hash differs");
         return KVX_ERR_LAYOUT_MISMATCH;
     }
     paths = kvxi_wire_paths_from(v->n_paths, v->paths);
     if ((paths & local->data_paths) == 0) {
-        set_why(why, why_len, "no common data path (peer 0x%x, local 0x%x)",
-                paths, local->data_paths);
+        kvxi_why(why, why_len, "no common data path (peer 0x%x, local 0x%x)",
+                 paths, local->data_paths);
         return KVX_ERR_PEER_REFUSED;
     }
     peer = calloc(1, sizeof(*peer));
@@ -373,11 +357,11 @@ static kvx_status_t hs_on_hello(kvxi_hs_t *hs, const kvxi_envelope_t *env,
     lo = h->min_version > id->min_version ? h->min_version : id->min_version;
     hi = h->max_version < id->max_version ? h->max_version : id->max_version;
     if (lo > hi) {
-        set_why(why, why_len,
-                "protocol versions %u..%u (peer) and %u..%u (local) are "
-                "disjoint",
-                h->min_version, h->max_version, id->min_version,
-                id->max_version);
+        kvxi_why(why, why_len,
+                 "protocol versions %u..%u (peer) and %u..%u (local) are "
+                 "disjoint",
+                 h->min_version, h->max_version, id->min_version,
+                 id->max_version);
         return KVX_ERR_PROTO_VERSION;
     }
     hs->version = hi;
@@ -403,7 +387,7 @@ static kvx_status_t hs_on_hello(kvxi_hs_t *hs, const kvxi_envelope_t *env,
     status = kvxi_hs_mac(hs->secret, hs->secret_len, KVXI_HS_LABEL_SERVER,
                          hs->nonce_peer, hs->nonce_local, m.mac);
     if (status != KVX_OK) {
-        set_why(why, why_len, "%s", "HMAC failed");
+        kvxi_why(why, why_len, "%s", "HMAC failed");
         return status;
     }
     kvx__v1__hello_reply__init(&m.reply);
@@ -426,7 +410,7 @@ static kvx_status_t hs_on_hello(kvxi_hs_t *hs, const kvxi_envelope_t *env,
     m.env.hello_reply = &m.reply;
     status = kvxi_frame_write(out, &m.env);
     if (status != KVX_OK) {
-        set_why(why, why_len, "%s", "cannot queue hello_reply");
+        kvxi_why(why, why_len, "%s", "cannot queue hello_reply");
         return status;
     }
     hs->state = HS_SERVER_WAIT_PROOF;
@@ -445,31 +429,31 @@ static kvx_status_t hs_on_reply(kvxi_hs_t *hs, const kvxi_envelope_t *env,
     hs_msg_t m;
 
     if (env->request_id != hs->sent_id) {
-        set_why(why, why_len,
-                "hello_reply answers request %" PRIu64 ", hello was %" PRIu64,
-                (uint64_t)env->request_id, hs->sent_id);
+        kvxi_why(why, why_len,
+                 "hello_reply answers request %" PRIu64 ", hello was %" PRIu64,
+                 (uint64_t)env->request_id, hs->sent_id);
         return KVX_ERR_PROTO_UNEXPECTED;
     }
     if (r->version < id->min_version || r->version > id->max_version ||
         env->version != r->version) {
-        set_why(why, why_len,
-                "server chose protocol version %u (frame in %u), local range "
-                "%u..%u",
-                r->version, env->version, id->min_version, id->max_version);
+        kvxi_why(why, why_len,
+                 "server chose protocol version %u (frame in %u), local range "
+                 "%u..%u",
+                 r->version, env->version, id->min_version, id->max_version);
         return KVX_ERR_PROTO_VERSION;
     }
     hs->version = r->version;
     status = kvxi_hs_mac(hs->secret, hs->secret_len, KVXI_HS_LABEL_SERVER,
                          hs->nonce_local, r->nonce.data, expect);
     if (status != KVX_OK) {
-        set_why(why, why_len, "%s", "HMAC failed");
+        kvxi_why(why, why_len, "%s", "HMAC failed");
         return status;
     }
     if (CRYPTO_memcmp(expect, r->auth_mac.data, sizeof(expect)) != 0 ||
         CRYPTO_memcmp(hs->nonce_local, r->nonce.data, KVXI_AUTH_NONCE_LEN) ==
             0) {
-        set_why(why, why_len, "%s",
-                "server failed to prove the cluster secret");
+        kvxi_why(why, why_len, "%s",
+                 "server failed to prove the cluster secret");
         return KVX_ERR_AUTH;
     }
     v = (hs_view_t){.node_id = r->node_id,
@@ -495,7 +479,7 @@ static kvx_status_t hs_on_reply(kvxi_hs_t *hs, const kvxi_envelope_t *env,
     status = kvxi_hs_mac(hs->secret, hs->secret_len, KVXI_HS_LABEL_CLIENT,
                          hs->nonce_peer, hs->nonce_local, m.mac);
     if (status != KVX_OK) {
-        set_why(why, why_len, "%s", "HMAC failed");
+        kvxi_why(why, why_len, "%s", "HMAC failed");
         return status;
     }
     kvx__v1__auth_proof__init(&m.proof);
@@ -507,7 +491,7 @@ static kvx_status_t hs_on_reply(kvxi_hs_t *hs, const kvxi_envelope_t *env,
     m.env.auth_proof = &m.proof;
     status = kvxi_frame_write(out, &m.env);
     if (status != KVX_OK) {
-        set_why(why, why_len, "%s", "cannot queue auth_proof");
+        kvxi_why(why, why_len, "%s", "cannot queue auth_proof");
         return status;
     }
     hs->state = HS_CLIENT_WAIT_ACCEPT;
@@ -534,17 +518,17 @@ static kvx_status_t hs_on_proof(kvxi_hs_t *hs, const kvxi_envelope_t *env,
     status = kvxi_hs_mac(hs->secret, hs->secret_len, KVXI_HS_LABEL_CLIENT,
                          hs->nonce_local, hs->nonce_peer, expect);
     if (status != KVX_OK) {
-        set_why(why, why_len, "%s", "HMAC failed");
+        kvxi_why(why, why_len, "%s", "HMAC failed");
         return status;
     }
     if (CRYPTO_memcmp(expect, p->auth_mac.data, sizeof(expect)) != 0) {
-        set_why(why, why_len, "%s",
-                "client failed to prove the cluster secret");
+        kvxi_why(why, why_len, "%s",
+                 "client failed to prove the cluster secret");
         return KVX_ERR_AUTH;
     }
     status = hs_take_memory(hs, p->memory);
     if (status != KVX_OK) {
-        set_why(why, why_len, "%s", "out of memory");
+        kvxi_why(why, why_len, "%s", "out of memory");
         return status;
     }
     hs_msg_init(&m, hs->version, env->request_id);
@@ -555,7 +539,7 @@ static kvx_status_t hs_on_proof(kvxi_hs_t *hs, const kvxi_envelope_t *env,
     m.env.accept = &m.accept;
     status = kvxi_frame_write(out, &m.env);
     if (status != KVX_OK) {
-        set_why(why, why_len, "%s", "cannot queue accept");
+        kvxi_why(why, why_len, "%s", "cannot queue accept");
         return status;
     }
     hs->state = HS_DONE;
@@ -569,14 +553,14 @@ static kvx_status_t hs_on_accept(kvxi_hs_t *hs, const kvxi_envelope_t *env,
     kvx_status_t status;
 
     if (env->request_id != hs->sent_id) {
-        set_why(why, why_len,
-                "accept answers request %" PRIu64 ", auth_proof was %" PRIu64,
-                (uint64_t)env->request_id, hs->sent_id);
+        kvxi_why(why, why_len,
+                 "accept answers request %" PRIu64 ", auth_proof was %" PRIu64,
+                 (uint64_t)env->request_id, hs->sent_id);
         return KVX_ERR_PROTO_UNEXPECTED;
     }
     status = hs_take_memory(hs, env->accept->memory);
     if (status != KVX_OK) {
-        set_why(why, why_len, "%s", "out of memory");
+        kvxi_why(why, why_len, "%s", "out of memory");
         return status;
     }
     hs->state = HS_DONE;
@@ -603,7 +587,7 @@ kvx_status_t kvxi_hs_input(kvxi_hs_t *hs, const kvxi_envelope_t *env,
     if (hs == NULL || env == NULL || out == NULL) {
         return KVX_ERR_INVALID_PARAM;
     }
-    set_why(why, why_len, "%s", "");
+    kvxi_why(why, why_len, "%s", "");
     switch (hs->state) {
     case HS_CLIENT_WAIT_REPLY:
         want = KVX__V1__ENVELOPE__BODY_HELLO_REPLY;
@@ -613,22 +597,23 @@ kvx_status_t kvxi_hs_input(kvxi_hs_t *hs, const kvxi_envelope_t *env,
     case HS_SERVER_WAIT_PROOF: want = KVX__V1__ENVELOPE__BODY_AUTH_PROOF; break;
     case HS_CLIENT_START: want = KVX__V1__ENVELOPE__BODY__NOT_SET; break;
     default:
-        set_why(why, why_len, "handshake already %s",
-                hs->state == HS_DONE ? "complete" : "failed");
+        kvxi_why(why, why_len, "handshake already %s",
+                 hs->state == HS_DONE ? "complete" : "failed");
         return KVX_ERR_BAD_STATE;
     }
     if (want == KVX__V1__ENVELOPE__BODY__NOT_SET || env->body_case != want) {
-        set_why(why, why_len, "%s %s the handshake (expected %s)",
-                kvxi_envelope_body_name(env),
-                kvxi_hs_is_handshake_body(env->body_case) ? "out of order in"
-                                                          : "before the end of",
-                hs_expected(hs->state));
+        kvxi_why(why, why_len, "%s %s the handshake (expected %s)",
+                 kvxi_envelope_body_name(env),
+                 kvxi_hs_is_handshake_body(env->body_case)
+                     ? "out of order in"
+                     : "before the end of",
+                 hs_expected(hs->state));
         hs->state = HS_FAILED;
         return KVX_ERR_PROTO_UNEXPECTED;
     }
     if (hs->version != 0 && env->version != hs->version) {
-        set_why(why, why_len, "%s in protocol version %u, negotiated %u",
-                kvxi_envelope_body_name(env), env->version, hs->version);
+        kvxi_why(why, why_len, "%s in protocol version %u, negotiated %u",
+                 kvxi_envelope_body_name(env), env->version, hs->version);
         hs->state = HS_FAILED;
         return KVX_ERR_PROTO_VERSION;
     }

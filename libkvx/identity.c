@@ -5,27 +5,11 @@
 #include "handshake_int.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log_int.h"
-
-static void set_why(char *why, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (why == NULL || len == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(why, len, fmt, ap);
-    va_end(ap);
-}
 
 /* ------------------------------------------------------------------------
  * Conversions between the identity and the wire.
@@ -87,13 +71,13 @@ kvx_status_t kvxi_wire_layout_from(const Kvx__V1__Layout *w, kvx_layout_t *l,
     p.model_id = w->model_id;
     status = kvx_layout_init(l, &p);
     if (status != KVX_OK) {
-        set_why(why, why_len, "layout invalid: %s", kvx_status_string(status));
+        kvxi_why(why, why_len, "layout invalid: %s", kvx_status_string(status));
         return status;
     }
     if (l->block_bytes != w->block_bytes) {
-        set_why(why, why_len,
-                "layout block_bytes %" PRIu64 " != %" PRIu64 " computed",
-                (uint64_t)w->block_bytes, l->block_bytes);
+        kvxi_why(why, why_len,
+                 "layout block_bytes %" PRIu64 " != %" PRIu64 " computed",
+                 (uint64_t)w->block_bytes, l->block_bytes);
         return KVX_ERR_LAYOUT_MISMATCH;
     }
     return KVX_OK;
@@ -158,7 +142,7 @@ void kvxi_wire_memory_from(const Kvx__V1__Memory *w, kvxi_conn_memory_t *m)
 
 #define BAD(...)                                                               \
     do {                                                                       \
-        set_why(why, why_len, __VA_ARGS__);                                    \
+        kvxi_why(why, why_len, __VA_ARGS__);                                   \
         return KVX_ERR_INVALID_PARAM;                                          \
     } while (0)
 
@@ -226,7 +210,7 @@ kvx_status_t kvxi_identity_check(const kvxi_conn_identity_t *id, char *why,
         (m->pool_length < 1 || m->pool_base > UINT64_MAX - m->pool_length)) {
         BAD("pool base/length with rkey");
     }
-    set_why(why, why_len, "%s", "");
+    kvxi_why(why, why_len, "%s", "");
     return KVX_OK;
 }
 

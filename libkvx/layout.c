@@ -2,11 +2,12 @@
 #include <kvx/layout.h>
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <xxhash.h>
+
+#include "log_int.h"
 
 #define LAYOUT_FIELDS_REQUIRED                                                 \
     (KVX_LAYOUT_PARAM_FIELD_NUM_LAYERS | KVX_LAYOUT_PARAM_FIELD_BLOCK_TOKENS | \
@@ -193,21 +194,6 @@ uint64_t kvx_layout_compat_hash(const kvx_layout_t *layout)
     return XXH3_64bits(buf, (size_t)(p - buf));
 }
 
-static void set_why(char *why, size_t why_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t why_len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (why == NULL || why_len == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(why, why_len, fmt, ap);
-    va_end(ap);
-}
-
 kvx_status_t kvx_layout_check(const kvx_layout_t *src, const kvx_layout_t *dst,
                               char *why, size_t why_len)
 {
@@ -224,12 +210,12 @@ kvx_status_t kvx_layout_check(const kvx_layout_t *src, const kvx_layout_t *dst,
     uint32_t s_end, d_end;
 
     if (src == NULL || dst == NULL) {
-        set_why(why, why_len, "%s", "NULL layout");
+        kvxi_why(why, why_len, "%s", "NULL layout");
         return KVX_ERR_INVALID_PARAM;
     }
     if (src->model_id != dst->model_id) {
-        set_why(why, why_len, "model_id 0x%" PRIx64 " != 0x%" PRIx64,
-                src->model_id, dst->model_id);
+        kvxi_why(why, why_len, "model_id 0x%" PRIx64 " != 0x%" PRIx64,
+                 src->model_id, dst->model_id);
         return KVX_ERR_LAYOUT_MISMATCH;
     }
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
@@ -238,20 +224,20 @@ kvx_status_t kvx_layout_check(const kvx_layout_t *src, const kvx_layout_t *dst,
         memcpy(&a, (const char *)src + fields[i].off, sizeof(a));
         memcpy(&b, (const char *)dst + fields[i].off, sizeof(b));
         if (a != b) {
-            set_why(why, why_len, "%s %" PRIu32 " != %" PRIu32, fields[i].name,
-                    a, b);
+            kvxi_why(why, why_len, "%s %" PRIu32 " != %" PRIu32, fields[i].name,
+                     a, b);
             return KVX_ERR_LAYOUT_MISMATCH;
         }
     }
     s_end = src->head_start + src->kv_heads;
     d_end = dst->head_start + dst->kv_heads;
     if (src->head_start >= d_end || dst->head_start >= s_end) {
-        set_why(why, why_len,
-                "head slices [%" PRIu32 ",%" PRIu32 ") and [%" PRIu32
-                ",%" PRIu32 ") do not overlap",
-                src->head_start, s_end, dst->head_start, d_end);
+        kvxi_why(why, why_len,
+                 "head slices [%" PRIu32 ",%" PRIu32 ") and [%" PRIu32
+                 ",%" PRIu32 ") do not overlap",
+                 src->head_start, s_end, dst->head_start, d_end);
         return KVX_ERR_LAYOUT_MISMATCH;
     }
-    set_why(why, why_len, "%s", "");
+    kvxi_why(why, why_len, "%s", "");
     return KVX_OK;
 }

@@ -45,3 +45,15 @@ void kvxi_log(kvx_log_level_t level, const char *fmt, ...)
     va_end(ap);
     log_cb(level, msg, log_arg);
 }
+
+void kvxi_why(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (buf == NULL || len == 0) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}
