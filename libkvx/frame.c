@@ -31,6 +31,7 @@
     X(KVX_ERR_TIMEOUT, STATUS_ERR_TIMEOUT)                                     \
     X(KVX_ERR_ABORTED, STATUS_ERR_ABORTED)                                     \
     X(KVX_ERR_IO, STATUS_ERR_IO)                                               \
+    X(KVX_ERR_CORRUPT, STATUS_ERR_CORRUPT)                                     \
     X(KVX_ERR_PROTO_MALFORMED, STATUS_ERR_PROTO_MALFORMED)                     \
     X(KVX_ERR_PROTO_OVERSIZE, STATUS_ERR_PROTO_OVERSIZE)                       \
     X(KVX_ERR_PROTO_VERSION, STATUS_ERR_PROTO_VERSION)                         \

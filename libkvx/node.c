@@ -294,6 +294,7 @@ kvx_status_t kvx_node_create(const kvx_node_params_t *params,
         return KVX_ERR_NO_MEMORY;
     }
     snprintf(node->node_id, sizeof(node->node_id), "%s", params->node_id);
+    node->t_created = kvxi_node_now_ns();
     node->transport = (params->field_mask & KVX_NODE_PARAM_FIELD_TRANSPORT)
                           ? params->transport
                           : KVX_TRANSPORT_AUTO;

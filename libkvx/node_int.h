@@ -36,12 +36,13 @@
 
 typedef struct kvxi_rx kvxi_rx_t;
 
-/** Counters of a node (StatsReply later). */
+/** Counters of a node (kvx_node_stats(), StatsReply). */
 typedef struct kvxi_node_stats {
     uint64_t transfers_ok, transfers_failed;
     uint64_t bytes_sent, bytes_received;
     uint64_t dedupe_hit_blocks;
     uint64_t am_refused;
+    uint64_t blocks_verified, checksum_mismatches;
 } kvxi_node_stats_t;
 
 struct kvx_peer {
@@ -55,6 +56,9 @@ struct kvx_peer {
     int is_client;
     int accepted;           /**< created by the listener: the node frees it */
     uint64_t next_transfer; /**< next transfer id counter */
+    uint64_t stats_req;     /**< Stats request we wait for (0: none) */
+    kvx_status_t stats_status;   /**< INPROGRESS while waiting */
+    kvx_node_stats_t *stats_out; /**< where the reply goes */
     char addr[128];
 };
 
@@ -107,6 +111,7 @@ struct kvx_xfer {
     uint64_t bytes_sent;
     uint32_t segments;
     kvx_transport_t transport;
+    uint32_t checksum_mismatches; /**< from the CommitAck */
 };
 
 typedef enum kvxi_rx_state {
@@ -136,6 +141,8 @@ struct kvxi_rx {
     uint64_t landed, data_bytes, max_bytes;
     int am_failed;
     uint64_t commit_req_id; /**< Commit waiting for AM bytes (0: none) */
+    uint64_t *checksums;    /**< the Commit's, one per missed block */
+    uint32_t n_checksums;   /**< 0 (none sent) or n_miss */
 };
 
 struct kvx_node {
@@ -163,6 +170,8 @@ struct kvx_node {
     uint32_t n_rx_slots;
     kvxi_rx_t **owner; /**< per block: the rx allowed to write it */
     kvxi_node_stats_t stats;
+    uint64_t t_created;
+    int test_corrupt; /**< kvxi_xfer_test_corrupt() */
 };
 
 /* node.c */
@@ -177,6 +186,13 @@ kvx_status_t kvxi_peer_send(struct kvx_peer *peer, kvxi_envelope_t *env);
 /** Sends Error{code, text} answering @p req_id. */
 void kvxi_peer_send_error(struct kvx_peer *peer, uint64_t req_id,
                           kvx_status_t code, const char *text);
+
+/* node_stats.c */
+void kvxi_node_on_stats(struct kvx_peer *peer, const kvxi_envelope_t *env);
+void kvxi_node_on_stats_reply(struct kvx_peer *peer,
+                              const kvxi_envelope_t *env);
+/** An Error answering our Stats request: returns 1 if it did. */
+int kvxi_node_stats_on_error(struct kvx_peer *peer, const kvxi_envelope_t *env);
 
 /* xfer_send.c */
 void kvxi_xfer_on_alloc_reply(struct kvx_peer *peer,
@@ -208,6 +224,12 @@ void kvxi_rx_am_done(uint64_t tag, uint64_t off, uint64_t len, uint32_t seq,
                      kvx_status_t status, void *arg);
 void kvxi_rx_am_refused(uint64_t tag, uint64_t off, uint64_t len,
                         kvx_status_t reason, void *arg);
+/**
+ * Test hook: while @p on, the receiver flips one byte of the first block it
+ * verifies before checking the Commit's checksums (so a checksummed push
+ * fails with KVX_ERR_CORRUPT). Never set outside tests.
+ */
+void kvxi_xfer_test_corrupt(struct kvx_node *node, int on);
 /** Transfer ids the peer chose (its sends) have the peer's parity. */
 static inline int kvxi_tid_is_ours(const struct kvx_peer *peer, uint64_t tid)
 {

@@ -167,7 +167,15 @@ static void peer_recv(kvxi_conn_t *conn, const kvxi_envelope_t *env, void *arg)
             kvxi_rx_on_abort_ack(peer, env);
         }
         break;
-    case KVX__V1__ENVELOPE__BODY_ERROR: kvxi_xfer_on_error(peer, env); break;
+    case KVX__V1__ENVELOPE__BODY_ERROR:
+        if (!kvxi_node_stats_on_error(peer, env)) {
+            kvxi_xfer_on_error(peer, env);
+        }
+        break;
+    case KVX__V1__ENVELOPE__BODY_STATS: kvxi_node_on_stats(peer, env); break;
+    case KVX__V1__ENVELOPE__BODY_STATS_REPLY:
+        kvxi_node_on_stats_reply(peer, env);
+        break;
     case KVX__V1__ENVELOPE__BODY_LAYER_READY: break; /* push: informational */
     default:
         kvxi_peer_send_error(peer, env->request_id, KVX_ERR_NOT_SUPPORTED,

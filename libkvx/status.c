@@ -22,6 +22,7 @@ const char *kvx_status_string(kvx_status_t status)
     case KVX_ERR_TIMEOUT: return "deadline passed";
     case KVX_ERR_ABORTED: return "aborted";
     case KVX_ERR_IO: return "system call failed";
+    case KVX_ERR_CORRUPT: return "data failed its checksum";
     case KVX_ERR_PROTO_MALFORMED: return "malformed protocol frame";
     case KVX_ERR_PROTO_OVERSIZE: return "protocol frame too large";
     case KVX_ERR_PROTO_VERSION: return "unsupported protocol version";

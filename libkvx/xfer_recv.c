@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <xxhash.h>
 
 #define RX_SLOT_NONE UINT32_MAX
 
@@ -41,6 +42,7 @@ static void rx_free(kvxi_rx_t *rx)
     }
     free(rx->refs);
     free(rx->hit);
+    free(rx->checksums);
     free(rx);
 }
 
@@ -346,19 +348,53 @@ void kvxi_rx_on_alloc_request(struct kvx_peer *peer, const kvxi_envelope_t *env)
 }
 
 static void rx_send_commit_ack(struct kvx_peer *peer, uint64_t req_id,
-                               uint64_t tid, kvx_status_t status)
+                               uint64_t tid, kvx_status_t status,
+                               uint32_t mismatches)
 {
     kvxi_envelope_t env = KVX__V1__ENVELOPE__INIT;
     Kvx__V1__CommitAck a = KVX__V1__COMMIT_ACK__INIT;
 
     a.status = (Kvx__V1__Status)kvxi_status_to_wire(status);
     a.transfer_id = tid;
+    a.checksum_mismatches = mismatches;
     env.request_id = req_id;
     env.body_case = KVX__V1__ENVELOPE__BODY_COMMIT_ACK;
     env.commit_ack = &a;
     if (peer != NULL) {
         kvxi_peer_send(peer, &env);
     }
+}
+
+void kvxi_xfer_test_corrupt(struct kvx_node *node, int on)
+{
+    node->test_corrupt = on;
+}
+
+/* Recomputes the written blocks' checksums; returns how many differ. */
+static uint32_t rx_verify(kvxi_rx_t *rx)
+{
+    struct kvx_node *node = rx->node;
+    uint32_t bad = 0, j = 0;
+
+    for (uint32_t i = 0; i < rx->n_blocks; i++) {
+        uint8_t *b;
+
+        if (rx->hit[i]) {
+            continue;
+        }
+        b = kvx_pool_block_addr(node->pool, rx->refs[i].block);
+        if (node->test_corrupt && j == 0) {
+            b[node->layout.block_bytes / 2] ^= 0x5a;
+        }
+        if (XXH3_64bits(b, (size_t)node->layout.block_bytes) !=
+            rx->checksums[j]) {
+            bad++;
+        }
+        j++;
+    }
+    node->stats.blocks_verified += j - bad;
+    node->stats.checksum_mismatches += bad;
+    return bad;
 }
 
 /* The sender's writes are complete (flushed, and for AM all bytes landed). */
@@ -368,17 +404,29 @@ static void rx_commit(kvxi_rx_t *rx, uint64_t req_id)
     struct kvx_peer *peer = rx->peer;
     uint64_t tid = rx->transfer_id;
     kvx_status_t status;
+    uint32_t bad;
 
     rx->commit_req_id = 0;
     if (rx->am_failed || (rx->am && rx->landed != rx->data_bytes)) {
         rx_fail(rx, KVX_ERR_IO, 0, 1);
-        rx_send_commit_ack(peer, req_id, tid, KVX_ERR_IO);
+        rx_send_commit_ack(peer, req_id, tid, KVX_ERR_IO, 0);
+        return;
+    }
+    bad = rx->n_checksums > 0 ? rx_verify(rx) : 0;
+    if (bad > 0) {
+        kvxi_error("node %s: incoming transfer %llu (request %llu): %u of %u "
+                   "block(s) failed their checksum",
+                   node->node_id, (unsigned long long)tid,
+                   (unsigned long long)rx->request_id, bad, rx->n_miss);
+        /* The writer flushed before its Commit: quiesced, free at once. */
+        rx_fail(rx, KVX_ERR_CORRUPT, 0, 1);
+        rx_send_commit_ack(peer, req_id, tid, KVX_ERR_CORRUPT, bad);
         return;
     }
     status = kvx_alloc_lease_commit(node->alloc, rx->lease);
     if (status != KVX_OK) {
         rx_fail(rx, KVX_ERR_ABORTED, 1, 1);
-        rx_send_commit_ack(peer, req_id, tid, KVX_ERR_ABORTED);
+        rx_send_commit_ack(peer, req_id, tid, KVX_ERR_ABORTED, 0);
         return;
     }
     rx_close_window(rx);
@@ -387,7 +435,7 @@ static void rx_commit(kvxi_rx_t *rx, uint64_t req_id)
     rx->status = KVX_OK;
     node->stats.transfers_ok++;
     node->stats.bytes_received += rx->data_bytes;
-    rx_send_commit_ack(peer, req_id, tid, KVX_OK);
+    rx_send_commit_ack(peer, req_id, tid, KVX_OK, 0);
 }
 
 static int rx_commit_refs_ok(const kvxi_rx_t *rx, const Kvx__V1__BlockRefs *b)
@@ -425,27 +473,40 @@ void kvxi_rx_on_commit(struct kvx_peer *peer, const kvxi_envelope_t *env)
         return;
     }
     if (rx->state == KVXI_RX_COMMITTED) {
-        rx_send_commit_ack(peer, env->request_id, c->transfer_id, KVX_OK);
+        rx_send_commit_ack(peer, env->request_id, c->transfer_id, KVX_OK, 0);
         return;
     }
     if (rx->state == KVXI_RX_FAILED) {
         rx_send_commit_ack(peer, env->request_id, c->transfer_id,
-                           KVX_ERR_ABORTED);
+                           KVX_ERR_ABORTED, 0);
         return;
     }
     if (c->lease_id != rx->tag) {
         rx_send_commit_ack(peer, env->request_id, c->transfer_id,
-                           KVX_ERR_STALE_HANDLE);
+                           KVX_ERR_STALE_HANDLE, 0);
         return;
     }
     if (!rx_commit_refs_ok(rx, c->blocks) || c->data_bytes > rx->max_bytes ||
         rx->landed > c->data_bytes) {
         rx_fail(rx, KVX_ERR_PROTO_MALFORMED, 0, 1);
         rx_send_commit_ack(peer, env->request_id, c->transfer_id,
-                           KVX_ERR_PROTO_MALFORMED);
+                           KVX_ERR_PROTO_MALFORMED, 0);
         return;
     }
     rx->data_bytes = c->data_bytes;
+    if (c->n_checksums > 0 && rx->checksums == NULL) {
+        /* validated: one per entry of blocks, i.e. one per missed block */
+        rx->checksums = malloc(c->n_checksums * sizeof(*rx->checksums));
+        if (rx->checksums == NULL) {
+            rx_fail(rx, KVX_ERR_NO_MEMORY, 0, 1);
+            rx_send_commit_ack(peer, env->request_id, c->transfer_id,
+                               KVX_ERR_NO_MEMORY, 0);
+            return;
+        }
+        memcpy(rx->checksums, c->checksums,
+               c->n_checksums * sizeof(*rx->checksums));
+        rx->n_checksums = (uint32_t)c->n_checksums;
+    }
     if (rx->am && rx->landed < rx->data_bytes) {
         rx->commit_req_id = env->request_id; /* wait for the AM bytes */
         return;
@@ -488,7 +549,7 @@ void kvxi_rx_on_abort(struct kvx_peer *peer, const kvxi_envelope_t *env)
         uint64_t pending = rx->commit_req_id;
 
         if (pending != 0) {
-            rx_send_commit_ack(peer, pending, a->transfer_id, reason);
+            rx_send_commit_ack(peer, pending, a->transfer_id, reason, 0);
         }
         rx_fail(rx, reason, 0, 1);
     } else if (rx->state == KVXI_RX_FAILED) {
@@ -539,7 +600,7 @@ void kvxi_rx_expire(struct kvx_node *node)
             continue;
         }
         if (pending != 0) {
-            rx_send_commit_ack(peer, pending, tid, KVX_ERR_TIMEOUT);
+            rx_send_commit_ack(peer, pending, tid, KVX_ERR_TIMEOUT, 0);
         }
         if (rx_fail(rx, KVX_ERR_TIMEOUT, 1, !alive) || !alive) {
             continue;

@@ -10,11 +10,13 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #define XFER_PARAM_FIELDS_ALL                                                  \
     (KVX_XFER_PARAM_FIELD_REQUEST_ID | KVX_XFER_PARAM_FIELD_BLOCKS |           \
      KVX_XFER_PARAM_FIELD_KEYS | KVX_XFER_PARAM_FIELD_DEADLINE |               \
      KVX_XFER_PARAM_FIELD_FLAGS)
+#define XFER_FLAGS_ALL (KVX_XFER_FLAG_LAYERWISE | KVX_XFER_FLAG_CHECKSUM)
 
 static void xfer_settle(struct kvx_xfer *x);
 
@@ -171,11 +173,17 @@ static void xfer_send_commit(struct kvx_xfer *x)
     Kvx__V1__Commit c = KVX__V1__COMMIT__INIT;
     Kvx__V1__BlockRefs refs = KVX__V1__BLOCK_REFS__INIT;
     uint32_t *gens = malloc(x->n_miss * sizeof(*gens));
+    uint64_t *sums = NULL;
     uint64_t left = (x->deadline_ns - kvxi_node_now_ns()) / 1000;
     kvx_status_t status;
     uint32_t j = 0;
 
-    if (gens == NULL) {
+    if (x->flags & KVX_XFER_FLAG_CHECKSUM) {
+        sums = malloc(x->n_miss * sizeof(*sums));
+    }
+    if (gens == NULL || ((x->flags & KVX_XFER_FLAG_CHECKSUM) && sums == NULL)) {
+        free(gens);
+        free(sums);
         kvxi_xfer_stop(x, KVX_ERR_NO_MEMORY, 1);
         return;
     }
@@ -183,6 +191,13 @@ static void xfer_send_commit(struct kvx_xfer *x)
         if (!x->hit[i]) {
             gens[j++] = x->dst[i].gen;
         }
+    }
+    /* Over the whole source block, now that every layer is written: what
+     * the receiver's block must hold after the planner's segments. */
+    for (j = 0; sums != NULL && j < x->n_miss; j++) {
+        sums[j] =
+            XXH3_64bits(kvx_pool_block_addr(x->node->pool, x->miss_src[j]),
+                        (size_t)x->node->layout.block_bytes);
     }
     refs.n_blocks = x->n_miss;
     refs.blocks = x->miss_dst;
@@ -192,11 +207,16 @@ static void xfer_send_commit(struct kvx_xfer *x)
     c.lease_id = x->lease;
     c.blocks = &refs;
     c.data_bytes = x->bytes_sent;
+    if (sums != NULL) {
+        c.n_checksums = x->n_miss;
+        c.checksums = sums;
+    }
     env.deadline_us = left > 0 ? left : 1;
     env.body_case = KVX__V1__ENVELOPE__BODY_COMMIT;
     env.commit = &c;
     status = kvxi_peer_send(x->peer, &env);
     free(gens);
+    free(sums);
     if (status != KVX_OK) {
         kvxi_xfer_stop(x, status, 1);
         return;
@@ -403,10 +423,21 @@ void kvxi_xfer_on_commit_ack(struct kvx_peer *peer, const kvxi_envelope_t *env)
     const Kvx__V1__CommitAck *a = env->commit_ack;
     struct kvx_xfer *x = xfer_find(peer, a->transfer_id);
 
+    kvx_status_t status;
+
     if (x == NULL || x->state != KVXI_XFER_COMMITTING) {
         return;
     }
-    xfer_finish(x, kvxi_status_from_wire(a->status));
+    status = kvxi_status_from_wire(a->status);
+    x->checksum_mismatches = a->checksum_mismatches;
+    if (status == KVX_ERR_CORRUPT) {
+        kvxi_error("node %s: transfer %llu (request %llu): %u block(s) "
+                   "failed their checksum on peer %s",
+                   peer->node->node_id, (unsigned long long)x->transfer_id,
+                   (unsigned long long)x->request_id, a->checksum_mismatches,
+                   peer->addr);
+    }
+    xfer_finish(x, status);
 }
 
 void kvxi_xfer_on_abort(struct kvx_peer *peer, const kvxi_envelope_t *env)
@@ -507,10 +538,24 @@ static kvx_status_t xfer_check_params(const kvx_xfer_params_t *p)
         p->n_blocks == 0 || p->n_blocks > KVXI_NODE_XFER_BLOCKS_MAX ||
         ((p->field_mask & KVX_XFER_PARAM_FIELD_KEYS) && p->keys == NULL) ||
         ((p->field_mask & KVX_XFER_PARAM_FIELD_FLAGS) &&
-         (p->flags & ~(uint32_t)KVX_XFER_FLAG_LAYERWISE))) {
+         (p->flags & ~(uint32_t)XFER_FLAGS_ALL))) {
         return KVX_ERR_INVALID_PARAM;
     }
     return KVX_OK;
+}
+
+/* Checksums are of whole blocks: both pools must arrange a block's bytes
+ * the same way (the compatibility hash already matched the rest). */
+static int xfer_same_block_bytes(const kvx_layout_t *a, const kvx_layout_t *b)
+{
+    return a->block_bytes == b->block_bytes &&
+           a->block_tokens == b->block_tokens && a->kv_heads == b->kv_heads &&
+           a->head_start == b->head_start && a->order == b->order &&
+           a->token_order == b->token_order &&
+           a->stride_layer == b->stride_layer &&
+           a->stride_part == b->stride_part &&
+           a->stride_token == b->stride_token &&
+           a->stride_head == b->stride_head;
 }
 
 /* Every ref must be READY at its generation; pins each. */
@@ -585,6 +630,14 @@ kvx_status_t kvx_node_push(kvx_node_h node, kvx_peer_h peer,
     }
     if (node->shutting_down || peer->status != KVX_OK) {
         return KVX_ERR_BAD_STATE;
+    }
+    if ((params->field_mask & KVX_XFER_PARAM_FIELD_FLAGS) &&
+        (params->flags & KVX_XFER_FLAG_CHECKSUM) &&
+        !xfer_same_block_bytes(&node->layout, &peer->info->layout)) {
+        kvxi_error("node %s: push: checksums need the peer %s to arrange "
+                   "blocks as we do",
+                   node->node_id, peer->addr);
+        return KVX_ERR_NOT_SUPPORTED;
     }
     deadline_ms = (params->field_mask & KVX_XFER_PARAM_FIELD_DEADLINE) &&
                           params->deadline_ms > 0
@@ -685,6 +738,7 @@ kvx_status_t kvx_xfer_query(kvx_xfer_h x, kvx_xfer_attr_t *attr)
     attr->bytes_sent = x->bytes_sent;
     attr->segments = x->segments;
     attr->transport = x->transport;
+    attr->checksum_mismatches = x->checksum_mismatches;
     attr->elapsed_ns =
         (x->state == KVXI_XFER_DONE ? x->t_end : kvxi_node_now_ns()) -
         x->t_start;

@@ -16,6 +16,11 @@
  *  - Layer-wise: with KVX_XFER_FLAG_LAYERWISE the sender announces layers as
  *    prefill produces them (kvx_xfer_layer_ready()); each layer's segments
  *    go out at once.
+ *  - Integrity: with KVX_XFER_FLAG_CHECKSUM the sender sends an XXH3-64 of
+ *    every block it wrote; the receiver checks them before committing and
+ *    fails the transfer with KVX_ERR_CORRUPT on a mismatch.
+ *  - Stats: kvx_node_stats() (this node) and kvx_peer_stats() (a connected
+ *    peer, over the control channel) report occupancy and counters.
  *
  * Threading: a node is single-threaded. Every call on a node and its peers
  * and transfers comes from one thread, which also drives the node with
@@ -163,6 +168,72 @@ KVX_EXPORT kvx_transport_t kvx_peer_transport(kvx_peer_h peer);
 /** The peer's node id (empty until connected). */
 KVX_EXPORT const char *kvx_peer_name(kvx_peer_h peer);
 
+/* ---- stats ---- */
+
+/** Longest counter name (bytes, without the NUL). */
+#define KVX_STAT_NAME_MAX 128
+/** Counters one kvx_node_stats_t holds; further ones are counted in
+    kvx_node_stats_t::counters_dropped. */
+#define KVX_NODE_STATS_COUNTERS_MAX 64
+
+/** One named counter. */
+typedef struct kvx_stat_counter {
+    char name[KVX_STAT_NAME_MAX + 1]; /**< NUL-terminated */
+    uint64_t value;
+} kvx_stat_counter_t;
+
+/**
+ * A node's counters (kvx_node_stats(), kvx_peer_stats()); the wire form is
+ * StatsReply. Transfer and byte counters cover both directions: a node
+ * counts the pushes it sends and the ones it receives.
+ *
+ * Named counters a node reports (more may come; names are stable):
+ *  - "peers.connected": peers with an open connection and data path;
+ *  - "peer.<node id>.transport": per connected peer, 1 = RMA, 2 = AM
+ *    (skipped when the name would exceed KVX_STAT_NAME_MAX);
+ *  - "xfers.sending", "xfers.receiving": transfers in flight;
+ *  - "blocks.verified", "checksum.mismatches": blocks received with a
+ *    checksum that matched / differed;
+ *  - "am.refused": active-message chunks refused (no reservation);
+ *  - "uptime.ms": since kvx_node_create().
+ */
+typedef struct kvx_node_stats {
+    uint64_t blocks_total;      /**< blocks in the pool */
+    uint64_t blocks_free;       /**< FREE blocks */
+    uint64_t blocks_cached;     /**< CACHED (unpinned, keyed) blocks */
+    uint64_t leases_active;     /**< leases holding reserved blocks */
+    uint64_t leases_fenced;     /**< leases waiting for their fence */
+    uint64_t transfers_ok;      /**< transfers completed */
+    uint64_t transfers_failed;  /**< transfers that failed */
+    uint64_t bytes_sent;        /**< payload bytes written to peers */
+    uint64_t bytes_received;    /**< payload bytes committed from peers */
+    uint64_t dedupe_hit_blocks; /**< blocks not sent: the receiver had them */
+    uint32_t n_counters;        /**< entries used in @p counters */
+    uint32_t counters_dropped;  /**< counters that did not fit */
+    kvx_stat_counter_t counters[KVX_NODE_STATS_COUNTERS_MAX];
+} kvx_node_stats_t;
+
+/**
+ * This node's counters (a snapshot; no I/O).
+ * @return KVX_OK; KVX_ERR_INVALID_PARAM (NULL).
+ */
+KVX_EXPORT kvx_status_t kvx_node_stats(kvx_node_h node,
+                                       kvx_node_stats_t *stats);
+
+/**
+ * Asks a connected peer for its counters (a Stats request answered by
+ * StatsReply) and progresses the node until the reply arrives or
+ * @p timeout_ms passes. @p stats is written only on KVX_OK.
+ * @return KVX_OK; KVX_ERR_INVALID_PARAM (NULL); KVX_ERR_BAD_STATE (the peer
+ *         is not connected yet, or a kvx_peer_stats() on it is already
+ *         waiting); KVX_ERR_TIMEOUT (no reply in time; a late reply is
+ *         ignored); the peer's refusal (its Error's code, e.g.
+ *         KVX_ERR_NOT_SUPPORTED); KVX_ERR_PEER_DOWN and the other peer
+ *         errors when the connection fails meanwhile.
+ */
+KVX_EXPORT kvx_status_t kvx_peer_stats(kvx_peer_h peer, uint32_t timeout_ms,
+                                       kvx_node_stats_t *stats);
+
 /** "auto", "rma", "am". */
 KVX_EXPORT const char *kvx_transport_string(kvx_transport_t transport);
 
@@ -180,7 +251,18 @@ enum kvx_xfer_param_field {
 /** Values of kvx_xfer_params_t::flags. */
 enum kvx_xfer_flag {
     /** Send layers only as kvx_xfer_layer_ready() announces them. */
-    KVX_XFER_FLAG_LAYERWISE = 1u << 0
+    KVX_XFER_FLAG_LAYERWISE = 1u << 0,
+    /** End-to-end integrity: the sender computes an XXH3-64 of every block
+        it writes (at commit time, over the whole block, also when it went
+        out layer by layer) and sends them with the Commit; the receiver
+        recomputes them over its destination blocks before committing. A
+        mismatch fails the transfer with KVX_ERR_CORRUPT on both sides
+        (kvx_xfer_attr_t::checksum_mismatches says how many blocks; the
+        receiver frees them and kvx_node_recv() reports KVX_ERR_CORRUPT).
+        Hit blocks are not sent and not checked. Needs a peer whose blocks
+        hold the same bytes as ours (same block_tokens, token order and
+        head slice): otherwise the push fails with KVX_ERR_NOT_SUPPORTED. */
+    KVX_XFER_FLAG_CHECKSUM = 1u << 1
 };
 
 typedef struct kvx_xfer_params {
@@ -200,14 +282,17 @@ typedef struct kvx_xfer_params {
 
 /** What a transfer did (kvx_xfer_query()). */
 typedef struct kvx_xfer_attr {
-    kvx_status_t status;       /**< KVX_INPROGRESS, KVX_OK or the failure */
-    uint32_t n_blocks;         /**< blocks of the request */
-    uint32_t blocks_hit;       /**< already held by the receiver: not sent */
-    uint32_t blocks_sent;      /**< written over the data path */
-    uint64_t bytes_sent;       /**< payload bytes written */
-    uint32_t segments;         /**< planner segments posted */
-    kvx_transport_t transport; /**< data path used */
-    uint64_t elapsed_ns;       /**< start to end (or to now) */
+    kvx_status_t status;          /**< KVX_INPROGRESS, KVX_OK or the failure */
+    uint32_t n_blocks;            /**< blocks of the request */
+    uint32_t blocks_hit;          /**< already held by the receiver: not sent */
+    uint32_t blocks_sent;         /**< written over the data path */
+    uint64_t bytes_sent;          /**< payload bytes written */
+    uint32_t segments;            /**< planner segments posted */
+    kvx_transport_t transport;    /**< data path used */
+    uint64_t elapsed_ns;          /**< start to end (or to now) */
+    uint32_t checksum_mismatches; /**< CHECKSUM: blocks the receiver found
+                                       corrupt (then status is
+                                       KVX_ERR_CORRUPT) */
 } kvx_xfer_attr_t;
 
 /**
@@ -218,7 +303,8 @@ typedef struct kvx_xfer_attr {
  *         blocks); KVX_ERR_STALE_HANDLE / KVX_ERR_BAD_STATE /
  *         KVX_ERR_OUT_OF_RANGE (a block reference the caller does not hold
  *         READY: nothing is sent); KVX_ERR_BAD_STATE (peer not connected);
- *         KVX_ERR_NO_MEMORY.
+ *         KVX_ERR_NOT_SUPPORTED (KVX_XFER_FLAG_CHECKSUM with a peer whose
+ *         blocks are arranged differently); KVX_ERR_NO_MEMORY.
  */
 KVX_EXPORT kvx_status_t kvx_node_push(kvx_node_h node, kvx_peer_h peer,
                                       const kvx_xfer_params_t *params,
@@ -234,7 +320,8 @@ KVX_EXPORT kvx_status_t kvx_node_push(kvx_node_h node, kvx_peer_h peer,
 KVX_EXPORT kvx_status_t kvx_xfer_layer_ready(kvx_xfer_h xfer,
                                              uint32_t layer_end);
 
-/** KVX_INPROGRESS while running, KVX_OK when done, else the failure. */
+/** KVX_INPROGRESS while running, KVX_OK when done, else the failure
+ *  (KVX_ERR_CORRUPT: the receiver found blocks that failed their checksum). */
 KVX_EXPORT kvx_status_t kvx_xfer_test(kvx_xfer_h xfer);
 
 /**
@@ -272,7 +359,8 @@ KVX_EXPORT void kvx_xfer_release(kvx_xfer_h xfer);
  *         of this request has arrived, or it was collected already);
  *         KVX_ERR_NO_SPACE (@p max too small; *n_p says how many: nothing
  *         taken); the transfer's failure (KVX_ERR_ABORTED, KVX_ERR_TIMEOUT,
- *         KVX_ERR_PEER_DOWN), reported once; KVX_ERR_INVALID_PARAM.
+ *         KVX_ERR_PEER_DOWN, KVX_ERR_CORRUPT: a block failed its checksum),
+ *         reported once; KVX_ERR_INVALID_PARAM.
  */
 KVX_EXPORT kvx_status_t kvx_node_recv(kvx_node_h node, uint64_t request_id,
                                       uint32_t timeout_ms,

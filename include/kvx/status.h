@@ -35,6 +35,7 @@ typedef enum kvx_status {
     KVX_ERR_TIMEOUT = -12,         /**< deadline passed */
     KVX_ERR_ABORTED = -13,         /**< cancelled by either side */
     KVX_ERR_IO = -14,              /**< system call failed (see log) */
+    KVX_ERR_CORRUPT = -15,         /**< data failed its checksum */
 
     /* Protocol errors: -50 .. -99 */
     KVX_ERR_PROTO_MALFORMED = -50,  /**< frame or message does not decode */

@@ -5,6 +5,10 @@
  */
 #include "node_ut.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
 static nut_opts_t opts_tcp = {.tls = NUT_TLS_TCP};
 
 static void test_node_create_params(void)
@@ -153,10 +157,120 @@ static void test_node_idle_progress(void)
     kvx_node_destroy(a);
 }
 
+static int counter(const kvx_node_stats_t *st, const char *name,
+                   uint64_t *value_p)
+{
+    for (uint32_t i = 0; i < st->n_counters; i++) {
+        if (strcmp(st->counters[i].name, name) == 0) {
+            *value_p = st->counters[i].value;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void test_node_stats_local(void)
+{
+    kvx_node_stats_t st;
+    kvx_node_h a;
+    uint64_t v = 99;
+
+    CU_ASSERT_EQUAL_FATAL(nut_node("local", &opts_tcp, 1, &a), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_node_stats(NULL, &st), KVX_ERR_INVALID_PARAM);
+    CU_ASSERT_EQUAL(kvx_node_stats(a, NULL), KVX_ERR_INVALID_PARAM);
+    CU_ASSERT_EQUAL(kvx_node_stats(a, &st), KVX_OK);
+    CU_ASSERT_EQUAL(st.blocks_total, 64);
+    CU_ASSERT_EQUAL(st.blocks_free, 64);
+    CU_ASSERT_EQUAL(st.leases_active, 0);
+    CU_ASSERT_EQUAL(st.transfers_ok + st.transfers_failed, 0);
+    CU_ASSERT(counter(&st, "peers.connected", &v) && v == 0);
+    CU_ASSERT(counter(&st, "uptime.ms", &v));
+    CU_ASSERT_EQUAL(st.counters_dropped, 0);
+    CU_ASSERT_EQUAL(kvx_peer_stats(NULL, 0, &st), KVX_ERR_INVALID_PARAM);
+    kvx_node_destroy(a);
+}
+
+/* The answering node lives on its own thread (created, progressed and
+ * destroyed there): kvx_peer_stats() progresses only the asking node, as it
+ * would against a remote process. */
+typedef struct server {
+    pthread_t thread;
+    char addr[64];
+    atomic_int ready, stop, paused;
+} server_t;
+
+static void *server_main(void *arg)
+{
+    server_t *s = arg;
+    kvx_node_h node;
+
+    if (nut_node("server", &opts_tcp, 1, &node) != KVX_OK) {
+        atomic_store(&s->ready, -1);
+        return NULL;
+    }
+    snprintf(s->addr, sizeof(s->addr), "%s", kvx_node_listen_addr(node));
+    atomic_store(&s->ready, 1);
+    while (!atomic_load(&s->stop)) {
+        if (atomic_load(&s->paused)) {
+            usleep(1000);
+        } else {
+            kvx_node_progress(node, 5);
+        }
+    }
+    kvx_node_destroy(node);
+    return NULL;
+}
+
+static void test_peer_stats(void)
+{
+    server_t srv = {0};
+    kvx_node_stats_t st;
+    kvx_node_h b;
+    kvx_peer_h p;
+    uint64_t v = 0, t0;
+
+    CU_ASSERT_EQUAL_FATAL(nut_node("client", &opts_tcp, 0, &b), KVX_OK);
+    atomic_store(&srv.paused, 1);
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&srv.thread, NULL, server_main, &srv),
+                          0);
+    while (atomic_load(&srv.ready) == 0) {
+        usleep(1000);
+    }
+    CU_ASSERT_EQUAL_FATAL(atomic_load(&srv.ready), 1);
+    CU_ASSERT_EQUAL_FATAL(kvx_node_connect(b, srv.addr, &p), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_peer_stats(p, 10, &st), KVX_ERR_BAD_STATE);
+    atomic_store(&srv.paused, 0);
+    CU_ASSERT_EQUAL(kvx_peer_wait(p, NUT_WAIT_MS), KVX_OK);
+    nut_spin(b, NULL, 50); /* the server registers the client */
+    memset(&st, 0, sizeof(st));
+    CU_ASSERT_EQUAL(kvx_peer_stats(p, NUT_WAIT_MS, &st), KVX_OK);
+    CU_ASSERT_EQUAL(st.blocks_total, 64);
+    CU_ASSERT_EQUAL(st.blocks_free, 64);
+    CU_ASSERT(counter(&st, "peers.connected", &v) && v == 1);
+    CU_ASSERT(counter(&st, "peer.client.transport", &v) &&
+              v == KVX_TRANSPORT_AM);
+    CU_ASSERT(counter(&st, "checksum.mismatches", &v) && v == 0);
+    /* a server that does not answer in time */
+    atomic_store(&srv.paused, 1);
+    t0 = kvx_clock_monotonic_ns(NULL);
+    CU_ASSERT_EQUAL(kvx_peer_stats(p, 200, &st), KVX_ERR_TIMEOUT);
+    CU_ASSERT(kvx_clock_monotonic_ns(NULL) - t0 < 2000000000ull);
+    atomic_store(&srv.paused, 0);
+    /* the late reply is ignored; the next request gets its own */
+    CU_ASSERT_EQUAL(kvx_peer_stats(p, NUT_WAIT_MS, &st), KVX_OK);
+    CU_ASSERT(counter(&st, "peers.connected", &v) && v == 1);
+    /* the server goes away */
+    atomic_store(&srv.stop, 1);
+    pthread_join(srv.thread, NULL);
+    CU_ASSERT(KVX_STATUS_IS_PEER(kvx_peer_stats(p, NUT_WAIT_MS, &st)));
+    kvx_node_destroy(b);
+}
+
 static const ut_test_t node_tests[] = {
     UT_TEST(test_node_create_params),
     UT_TEST(test_node_listen_port0),
     UT_TEST(test_node_idle_progress),
+    UT_TEST(test_node_stats_local),
     UT_END,
 };
 
@@ -165,6 +279,7 @@ static const ut_test_t peer_tests[] = {
     UT_TEST(test_peer_layout_mismatch),
     UT_TEST(test_peer_wrong_secret),
     UT_TEST(test_peer_unreachable),
+    UT_TEST(test_peer_stats),
     UT_END,
 };
 

@@ -1,0 +1,319 @@
+/*
+ * kvxd processes for the integration tests (see kvxd_it.h).
+ */
+#include "kvxd_it.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+const char *it_kvxd_path;
+char it_tmp_dir[] = "/tmp/kvxd-test-XXXXXX";
+kvx_node_h it_node;
+
+static it_proc_t procs[IT_N_PROCS];
+static unsigned n_spawned;
+
+uint64_t it_now_ms(void)
+{
+    return kvx_clock_monotonic_ns(NULL) / 1000000u;
+}
+
+void it_sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000,
+                          .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+void it_read_file(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "re");
+    size_t n = 0;
+
+    if (f != NULL) {
+        n = fread(buf, 1, len - 1, f);
+        fclose(f);
+    }
+    buf[n] = '\0';
+}
+
+static void dump_stderr(const it_proc_t *p)
+{
+    char buf[IT_OUT_MAX];
+
+    it_read_file(p->err_path, buf, sizeof(buf));
+    if (buf[0] != '\0') {
+        fprintf(stderr, "---- kvxd %d stderr ----\n%s", (int)p->pid, buf);
+    }
+}
+
+/* Waits up to @p ms for @p p to exit; returns its wait status, or -1. */
+int it_proc_reap(it_proc_t *p, unsigned ms)
+{
+    uint64_t end = it_now_ms() + ms;
+    int status;
+
+    for (;;) {
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+
+        if (r == p->pid) {
+            break;
+        }
+        if (r < 0 || it_now_ms() >= end) {
+            return -1;
+        }
+        /* Our node answers the daemon's goodbyes while it shuts down. */
+        if (it_node != NULL) {
+            kvx_node_progress(it_node, 5);
+        } else {
+            it_sleep_ms(5);
+        }
+    }
+    dump_stderr(p);
+    if (p->out_fd >= 0) {
+        close(p->out_fd);
+    }
+    p->pid = 0;
+    p->out_fd = -1;
+    return status;
+}
+
+void it_proc_kill(it_proc_t *p)
+{
+    if (p->pid > 0) {
+        kill(p->pid, SIGKILL);
+        if (it_proc_reap(p, IT_STOP_MS) < 0) {
+            /* Forget it anyway: never signal a PID that may be reused. */
+            fprintf(stderr, "kvxd %d: not reaped\n", (int)p->pid);
+            close(p->out_fd);
+            p->out_fd = -1;
+            p->pid = 0;
+        }
+    }
+}
+
+/* SIGTERM, then the exit code (0..255), or -1 (not within IT_STOP_MS: then it
+ * is killed), or -2 (killed by a signal). */
+int it_proc_stop(it_proc_t *p)
+{
+    int status;
+
+    kill(p->pid, SIGTERM);
+    status = it_proc_reap(p, IT_STOP_MS);
+    if (status < 0) {
+        it_proc_kill(p);
+        return -1;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
+}
+
+/*
+ * Starts kvxd with @p args (NULL-ended) and the test's environment minus
+ * KVX_* plus @p env (NULL-ended, may be NULL). stdout is a pipe, stderr a
+ * file in it_tmp_dir.
+ */
+it_proc_t *it_proc_start(const char *const *args, const char *const *env)
+{
+    char *argv[32], *envp[512];
+    size_t na = 0, ne = 0;
+    pid_t parent = getpid();
+    int out[2], err_fd;
+    it_proc_t *p = NULL;
+
+    for (int i = 0; i < IT_N_PROCS; i++) {
+        if (procs[i].pid == 0) {
+            p = &procs[i];
+            break;
+        }
+    }
+    if (p == NULL) {
+        return NULL;
+    }
+    argv[na++] = (char *)it_kvxd_path;
+    for (; args[na - 1] != NULL && na < 31; na++) {
+        argv[na] = (char *)args[na - 1];
+    }
+    argv[na] = NULL;
+    for (char **e = environ; *e != NULL && ne < 500; e++) {
+        if (strncmp(*e, "KVX_", 4) != 0) {
+            envp[ne++] = *e;
+        }
+    }
+    for (; env != NULL && *env != NULL && ne < 510; env++) {
+        envp[ne++] = (char *)*env;
+    }
+    envp[ne] = NULL;
+    snprintf(p->err_path, sizeof(p->err_path), "%s/stderr.%u", it_tmp_dir,
+             n_spawned++);
+    err_fd = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (err_fd < 0) {
+        return NULL;
+    }
+    if (pipe2(out, O_CLOEXEC) != 0) {
+        close(err_fd);
+        return NULL;
+    }
+    p->pid = fork();
+    if (p->pid == 0) {
+        /* The daemon never outlives the test. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent || dup2(out[1], 1) < 0 || dup2(err_fd, 2) < 0) {
+            _exit(127);
+        }
+        execve(it_kvxd_path, argv, envp);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err_fd);
+    if (p->pid < 0) {
+        p->pid = 0;
+        close(out[0]);
+        return NULL;
+    }
+    p->out_fd = out[0];
+    p->addr[0] = '\0';
+    return p;
+}
+
+/* Reads stdout until @p want bytes, EOF or @p ms; returns bytes read. */
+static size_t proc_read(it_proc_t *p, char *buf, size_t len, int line,
+                        unsigned ms)
+{
+    uint64_t end = it_now_ms() + ms;
+    size_t n = 0;
+
+    while (n + 1 < len) {
+        struct pollfd pfd = {.fd = p->out_fd, .events = POLLIN};
+        uint64_t now = it_now_ms();
+        ssize_t r;
+
+        if (now >= end || poll(&pfd, 1, (int)(end - now)) <= 0) {
+            break;
+        }
+        r = read(p->out_fd, buf + n, line ? 1 : len - 1 - n);
+        if (r <= 0) {
+            break;
+        }
+        n += (size_t)r;
+        if (line && buf[n - 1] == '\n') {
+            break;
+        }
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+/* Starts kvxd and waits for "kvxd: listening on ADDR". */
+it_proc_t *it_daemon_start(const char *const *extra)
+{
+    static const char prefix[] = "kvxd: listening on ";
+    const char *args[24] = {
+        "--listen",     "127.0.0.1:0", "--pool_blocks", "64",
+        "--num_layers", "4",           "--kv_heads",    "2",
+        "--head_dim",   "64",          "--node_id",     "kvxd-it",
+        "--log_level",  "info"};
+    char line[256];
+    size_t na = 14;
+    it_proc_t *p;
+
+    for (; extra != NULL && *extra != NULL && na < 23; extra++) {
+        args[na++] = *extra;
+    }
+    args[na] = NULL;
+    p = it_proc_start(args, NULL);
+    if (p == NULL) {
+        return NULL;
+    }
+    proc_read(p, line, sizeof(line), 1, IT_READY_MS);
+    if (strncmp(line, prefix, sizeof(prefix) - 1) != 0) {
+        fprintf(stderr, "kvxd: no ready line (got '%s')\n", line);
+        it_proc_kill(p);
+        return NULL;
+    }
+    line[strcspn(line, "\r\n")] = '\0';
+    snprintf(p->addr, sizeof(p->addr), "%s", line + sizeof(prefix) - 1);
+    return p;
+}
+
+/* Runs kvxd to completion; returns the exit code (-1: hung, killed). */
+int it_run_sync(const char *const *args, const char *const *env, char *out,
+                char *err)
+{
+    it_proc_t *p = it_proc_start(args, env);
+    char path[PATH_MAX];
+    int status;
+
+    if (p == NULL) {
+        return -1;
+    }
+    proc_read(p, out, IT_OUT_MAX, 0, IT_WAIT_MS);
+    snprintf(path, sizeof(path), "%s", p->err_path);
+    status = it_proc_reap(p, IT_WAIT_MS);
+    if (status < 0) {
+        it_proc_kill(p);
+        return -1;
+    }
+    it_read_file(path, err, IT_OUT_MAX);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
+}
+
+void it_write_file(const char *path, const char *text, size_t len, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_FATAL(write(fd, text, len) == (ssize_t)len);
+    CU_ASSERT_FATAL(fchmod(fd, mode) == 0); /* whatever the umask */
+    close(fd);
+}
+
+void it_proc_kill_all(int reap)
+{
+    for (int i = 0; i < IT_N_PROCS; i++) {
+        if (!reap && procs[i].pid > 0) {
+            kill(procs[i].pid, SIGKILL);
+        } else if (reap) {
+            it_proc_kill(&procs[i]);
+        }
+    }
+}
+
+int it_tmp_create(void)
+{
+    for (int i = 0; i < IT_N_PROCS; i++) {
+        procs[i].out_fd = -1;
+    }
+    return mkdtemp(it_tmp_dir) != NULL ? 0 : -1;
+}
+
+void it_tmp_remove(void)
+{
+    DIR *dir = opendir(it_tmp_dir);
+    struct dirent *e;
+    char path[PATH_MAX];
+
+    while (dir != NULL && (e = readdir(dir)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            snprintf(path, sizeof(path), "%s/%s", it_tmp_dir, e->d_name);
+            unlink(path);
+        }
+    }
+    if (dir != NULL) {
+        closedir(dir);
+    }
+    rmdir(it_tmp_dir);
+}

@@ -1,0 +1,75 @@
+/*
+ * Helpers of the kvxd integration tests: kvxd processes started with
+ * fork/exec (stdout a pipe, stderr a file in a private temporary folder),
+ * stopped by PID and always reaped, and the test's own embedded node.
+ */
+#ifndef KVX_TEST_KVXD_IT_H
+#define KVX_TEST_KVXD_IT_H
+
+#include <CUnit/CUnit.h>
+#include <kvx/kvx.h>
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define IT_TLS_TCP "tcp"
+#define IT_TLS_SHM "posix,sysv,cma,self"
+#define IT_WAIT_MS 10000u
+#define IT_READY_MS 30000u /* UCX start under sanitizers is slow */
+#define IT_STOP_MS 5000u
+#define IT_N_BLOCKS 64
+#define IT_N_PROCS 4
+#define IT_OUT_MAX 8192
+
+typedef struct it_proc {
+    pid_t pid; /* 0: slot free */
+    int out_fd;
+    char err_path[PATH_MAX];
+    char addr[256]; /* from "kvxd: listening on ADDR" */
+} it_proc_t;
+
+extern const char *it_kvxd_path;
+extern char it_tmp_dir[];
+/* The test's node (or NULL): waits for daemons progress it. */
+extern kvx_node_h it_node;
+
+uint64_t it_now_ms(void);
+void it_sleep_ms(unsigned ms);
+
+/* Reads at most @p len - 1 bytes of @p path ("" if unreadable). */
+void it_read_file(const char *path, char *buf, size_t len);
+/* Writes @p path with @p mode (CUnit-fatal on failure). */
+void it_write_file(const char *path, const char *text, size_t len, mode_t mode);
+
+/*
+ * Starts kvxd with @p args (NULL-ended) in the test's environment without
+ * its KVX_* variables, plus @p env (NULL-ended, may be NULL).
+ * @return the process, or NULL.
+ */
+it_proc_t *it_proc_start(const char *const *args, const char *const *env);
+/* Waits up to @p ms for @p p to exit (progressing it_node meanwhile);
+ * returns its wait status, or -1 (still running). Prints its stderr. */
+int it_proc_reap(it_proc_t *p, unsigned ms);
+/* SIGKILL and reap (no-op on a free slot). */
+void it_proc_kill(it_proc_t *p);
+/* SIGTERM; returns the exit code, -1 (not gone within IT_STOP_MS: killed)
+ * or -2 (ended by a signal). */
+int it_proc_stop(it_proc_t *p);
+/* Kills every process still running (async-signal-safe when !reap). */
+void it_proc_kill_all(int reap);
+
+/* Starts a kvxd with the test layout on 127.0.0.1:0 (plus @p extra
+ * arguments) and waits for its ready line. */
+it_proc_t *it_daemon_start(const char *const *extra);
+/* Runs kvxd to its end: stdout into @p out, stderr into @p err (both
+ * IT_OUT_MAX); returns the exit code, -1 if it hung (killed). */
+int it_run_sync(const char *const *args, const char *const *env, char *out,
+                char *err);
+
+/* Creates and removes the private temporary folder. */
+int it_tmp_create(void);
+void it_tmp_remove(void);
+
+#endif /* KVX_TEST_KVXD_IT_H */
