@@ -328,7 +328,7 @@ int main(void)
     memcpy_rate = (double)p.attr.length / (now_s() - t0);
 
     printf("libkvx %s demo: in-process prefill -> decode hand-off "
-           "(the network arrives with kvxd)\n\n",
+           "(one process, no network: the logic below the data path)\n\n",
            kvx_version());
     printf("model     Llama-3.1-8B shape: %d layers, K+V, %d kv heads x %d, "
            "bf16, %d-token blocks = %.2f MiB/block\n",
