@@ -3,11 +3,13 @@
  *
  *   kvx [--json] [--verbose] status PEER [node options]
  *   kvx [--json] [--verbose] send PEER [workload options] [node options]
+ *   kvx [--json] [--verbose] rdma     (this host's RDMA devices, no peer)
  *   kvx peers | kvx pool     (need kvxd's engine socket: not yet)
  *
  * status and send run an embedded node that connects to PEER (a kvxd or any
  * kvx node) with the model preset's layout, so the handshake's layout check
- * passes exactly when PEER serves that model. Exit codes: 0 success,
+ * passes exactly when PEER serves that model; status also lists this host's
+ * RDMA devices, as rdma does alone. Exit codes: 0 success,
  * 1 failure, 2 usage, 3 not supported yet.
  */
 #include "kvx_cli.h"
@@ -18,6 +20,10 @@
 
 #define CONNECT_TIMEOUT_MS 10000u
 #define STATS_TIMEOUT_MS 5000u
+#define RDMA_DEVS_MAX 32u
+#define RDMA_NUMA_NODE 0 /* the UCX device list is picked for this node */
+#define RDMA_NO_DEVICES                                                        \
+    "rdma: no RDMA devices (transfers use TCP and shared memory)"
 
 static struct {
     int json, verbose;
@@ -48,8 +54,10 @@ static void usage(FILE *f)
             "\n"
             "commands:\n"
             "  status PEER       connect to PEER and print its counters\n"
+            "                    (and this host's RDMA devices)\n"
             "  send PEER         push a synthetic workload to PEER with\n"
             "                    checksums and report dedupe and throughput\n"
+            "  rdma              list this host's RDMA devices (no peer)\n"
             "  peers, pool       (need kvxd's engine socket: not supported "
             "yet)\n"
             "\n"
@@ -251,6 +259,187 @@ static void print_stats_text(const kvx_node_stats_t *s)
     }
 }
 
+/* ---- this host's RDMA devices (status, rdma) ---- */
+
+typedef struct cli_rdma {
+    kvx_status_t status; /* of kvx_rdma_discover() */
+    size_t n;            /* devices present */
+    size_t shown;        /* described in devs[] */
+    kvx_rdma_device_t devs[RDMA_DEVS_MAX];
+    kvx_status_t pick_status; /* of kvx_rdma_pick_ucx_devices() */
+    char ucx[RDMA_DEVS_MAX * KVX_RDMA_PORTS_MAX * KVX_RDMA_UCX_NAME_MAX];
+} cli_rdma_t;
+
+/* Discovers the devices; NULL when out of memory (message printed). */
+static cli_rdma_t *rdma_load(void)
+{
+    cli_rdma_t *r = calloc(1, sizeof(*r));
+
+    if (r == NULL) {
+        fprintf(stderr, "kvx: rdma: out of memory\n");
+        return NULL;
+    }
+    r->status = kvx_rdma_discover(r->devs, RDMA_DEVS_MAX, &r->n);
+    if (r->status != KVX_OK) {
+        r->n = 0;
+        return r;
+    }
+    r->shown = r->n < RDMA_DEVS_MAX ? r->n : RDMA_DEVS_MAX;
+    r->pick_status = kvx_rdma_pick_ucx_devices(
+        r->devs, r->shown, RDMA_NUMA_NODE, r->ucx, sizeof(r->ucx));
+    return r;
+}
+
+static int rdma_port_known(const kvx_rdma_port_t *p)
+{
+    return (p->field_mask & KVX_RDMA_PORT_FIELD_ATTR) != 0;
+}
+
+static void rdma_print_text(const cli_rdma_t *r)
+{
+    if (r->status != KVX_OK) {
+        printf("rdma: discovery failed: %s\n", kvx_status_string(r->status));
+        return;
+    }
+    if (r->n == 0) {
+        printf("%s\n", RDMA_NO_DEVICES);
+        return;
+    }
+    printf("rdma: %zu device%s on this host\n", r->n, r->n == 1 ? "" : "s");
+    for (size_t i = 0; i < r->shown; i++) {
+        const kvx_rdma_device_t *d = &r->devs[i];
+
+        printf("  %s", d->name);
+        if (d->field_mask & KVX_RDMA_DEVICE_FIELD_NUMA_NODE) {
+            printf("  numa %d", d->numa_node);
+        } else {
+            printf("  numa unknown");
+        }
+        if (!(d->field_mask & KVX_RDMA_DEVICE_FIELD_PORTS)) {
+            printf("  (could not be queried)\n");
+            continue;
+        }
+        printf("  %u port%s\n", d->port_count, d->port_count == 1 ? "" : "s");
+        for (uint32_t j = 0; j < d->n_ports; j++) {
+            const kvx_rdma_port_t *p = &d->ports[j];
+
+            printf("    %-12s", p->ucx_name);
+            if (!rdma_port_known(p)) {
+                printf(" (could not be queried)\n");
+                continue;
+            }
+            printf(" %-7s %-10s", kvx_rdma_port_state_string(p->state),
+                   kvx_rdma_link_layer_string(p->link_layer));
+            if (p->rate.rate_mbps > 0) {
+                printf(" %g Gb/s (%s %ux, data %g Gb/s)",
+                       p->rate.rate_mbps / 1000.0, p->rate.speed_name,
+                       p->rate.lanes, p->rate.data_mbps / 1000.0);
+            } else {
+                printf(" rate unknown");
+            }
+            if (p->mtu > 0) {
+                printf(", mtu %u", p->mtu);
+            }
+            printf("\n");
+        }
+        if (d->port_count > d->n_ports) {
+            printf("    (%u more ports not shown)\n",
+                   d->port_count - d->n_ports);
+        }
+    }
+    if (r->n > r->shown) {
+        printf("  (%zu more not shown)\n", r->n - r->shown);
+    }
+    if (r->pick_status != KVX_OK) {
+        printf("  ucx devices nearest numa %d: (list too long: %s)\n",
+               RDMA_NUMA_NODE, kvx_status_string(r->pick_status));
+    } else if (r->ucx[0] == '\0') {
+        printf("  ucx devices nearest numa %d: none active (UCX uses TCP and "
+               "shared memory)\n",
+               RDMA_NUMA_NODE);
+    } else {
+        printf("  ucx devices nearest numa %d: %s\n", RDMA_NUMA_NODE, r->ucx);
+    }
+}
+
+/* The members "rdma", "rdma_devices_total", "rdma_ucx_devices" (and
+ * "rdma_error"), without braces, for the caller's object. */
+static void rdma_print_json(const cli_rdma_t *r)
+{
+    printf("\"rdma\":[");
+    for (size_t i = 0; i < r->shown; i++) {
+        const kvx_rdma_device_t *d = &r->devs[i];
+
+        printf("%s{\"name\":", i ? "," : "");
+        cli_json_str(stdout, d->name);
+        if (d->field_mask & KVX_RDMA_DEVICE_FIELD_NUMA_NODE) {
+            printf(",\"numa_node\":%d", d->numa_node);
+        } else {
+            printf(",\"numa_node\":null");
+        }
+        if (d->field_mask & KVX_RDMA_DEVICE_FIELD_NODE_GUID) {
+            printf(",\"node_guid\":\"0x%016llx\"",
+                   (unsigned long long)d->node_guid);
+        } else {
+            printf(",\"node_guid\":null");
+        }
+        if (!(d->field_mask & KVX_RDMA_DEVICE_FIELD_PORTS)) {
+            printf(",\"port_count\":null,\"ports\":null}");
+            continue;
+        }
+        printf(",\"port_count\":%u,\"ports\":[", d->port_count);
+        for (uint32_t j = 0; j < d->n_ports; j++) {
+            const kvx_rdma_port_t *p = &d->ports[j];
+
+            printf("%s{\"port\":%u,\"ucx_name\":", j ? "," : "", p->port_num);
+            cli_json_str(stdout, p->ucx_name);
+            if (!rdma_port_known(p)) {
+                printf(",\"state\":null}");
+                continue;
+            }
+            printf(",\"state\":\"%s\",\"link_layer\":\"%s\","
+                   "\"speed\":\"%s\",\"lanes\":%u,\"rate_gbps\":%g,"
+                   "\"rate_mbps\":%u,\"data_mbps\":%u,\"mtu\":%u}",
+                   kvx_rdma_port_state_string(p->state),
+                   kvx_rdma_link_layer_string(p->link_layer),
+                   p->rate.speed_name, p->rate.lanes,
+                   p->rate.rate_mbps / 1000.0, p->rate.rate_mbps,
+                   p->rate.data_mbps, p->mtu);
+        }
+        printf("]}");
+    }
+    printf("],\"rdma_devices_total\":%zu,\"rdma_ucx_devices\":", r->n);
+    cli_json_str(stdout, r->pick_status == KVX_OK ? r->ucx : "");
+    if (r->status != KVX_OK) {
+        printf(",\"rdma_error\":");
+        cli_json_str(stdout, kvx_status_string(r->status));
+    }
+}
+
+static int cmd_rdma(int argc, char **argv)
+{
+    cli_rdma_t *r;
+    int rc;
+
+    if (argc > 0) {
+        return usage_error("rdma: unexpected argument '%s'", argv[0]);
+    }
+    r = rdma_load();
+    if (r == NULL) {
+        return CLI_EXIT_FAIL;
+    }
+    if (cli.json) {
+        printf("{\"command\":\"rdma\",");
+        rdma_print_json(r);
+        printf(",\"ok\":%s}\n", r->status == KVX_OK ? "true" : "false");
+    } else {
+        rdma_print_text(r);
+    }
+    rc = r->status == KVX_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    free(r);
+    return rc;
+}
+
 static int cmd_status(int argc, char **argv)
 {
     cli_node_opts_t o;
@@ -258,6 +447,7 @@ static int cmd_status(int argc, char **argv)
     uint32_t timeout_ms = CONNECT_TIMEOUT_MS;
     char flag[32], err[256], id[64];
     kvx_node_stats_t *s = NULL;
+    cli_rdma_t *rdma = NULL;
     kvx_node_h node = NULL;
     kvx_peer_h peer;
     kvx_status_t st;
@@ -311,6 +501,8 @@ static int cmd_status(int argc, char **argv)
         r = CLI_EXIT_FAIL;
         goto out;
     }
+    /* this host's devices: a discovery failure is reported, not fatal */
+    rdma = rdma_load();
     if (cli.json) {
         printf("{\"command\":\"status\",\"peer\":");
         cli_json_str(stdout, peer_addr);
@@ -319,14 +511,22 @@ static int cmd_status(int argc, char **argv)
         printf(",\"transport\":\"%s\",\"stats\":",
                kvx_transport_string(kvx_peer_transport(peer)));
         print_stats_json(s);
+        if (rdma != NULL) {
+            printf(",");
+            rdma_print_json(rdma);
+        }
         printf("}\n");
     } else {
         printf("peer %s (node %s), data path %s\n", peer_addr,
                kvx_peer_name(peer),
                kvx_transport_string(kvx_peer_transport(peer)));
         print_stats_text(s);
+        if (rdma != NULL) {
+            rdma_print_text(rdma);
+        }
     }
 out:
+    free(rdma);
     free(s);
     kvx_node_destroy(node);
     return r;
@@ -463,6 +663,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[i], "send") == 0) {
         return cmd_send(argc - i - 1, argv + i + 1);
+    }
+    if (strcmp(argv[i], "rdma") == 0) {
+        return cmd_rdma(argc - i - 1, argv + i + 1);
     }
     if (strcmp(argv[i], "peers") == 0 || strcmp(argv[i], "pool") == 0) {
         fprintf(stderr,

@@ -3,6 +3,8 @@
 #  - send (tiny model, 4 requests sharing a prefix) exits 0 and its JSON
 #    reports exact dedupe: blocks on the wire == distinct blocks;
 #  - layer-wise send, status (text and JSON);
+#  - rdma (this host's devices, no peer): exit 0, the no-devices line on a
+#    host without RDMA, valid JSON;
 #  - a sink that corrupts a byte before verification: send exits 1 and
 #    reports the checksum failure;
 #  - bad input exits 2, failures exit 1, peers/pool exit 3.
@@ -91,8 +93,29 @@ expect 0 "status --json" -- "$KVX" --json status "$SINK_ADDR" --model tiny
 cp "$tmp/out" "$tmp/status.json"
 [ "$(json "$tmp/status.json" 'j["stats"]["transfers_ok"] >= 6 and j["stats"]["dedupe_hit_blocks"] == 24 and j["peer_name"] == "kvx-sink"')" = True ] &&
   ok "status reports the sink's transfers and dedupe" || { bad "status JSON"; cat "$tmp/status.json"; }
+[ "$(json "$tmp/status.json" 'isinstance(j["rdma"], list) and len(j["rdma"]) <= j["rdma_devices_total"]')" = True ] &&
+  ok "status JSON has the rdma array" || { bad "status JSON rdma"; cat "$tmp/status.json"; }
 expect 0 "status text" -- "$KVX" status "$SINK_ADDR" --model tiny
 grep -q "peers.connected" "$tmp/out" && ok "status text lists counters" || bad "status text"
+grep -q "^rdma: " "$tmp/out" && ok "status text has the rdma section" || bad "status text rdma"
+
+# This host's RDMA devices: no peer needed.
+expect 0 "rdma" -- "$KVX" rdma
+if [ -z "$(ls -A /sys/class/infiniband 2>/dev/null)" ]; then
+  grep -qx "rdma: no RDMA devices (transfers use TCP and shared memory)" "$tmp/out" &&
+    ok "rdma: no devices on this host" || { bad "rdma no-devices line"; cat "$tmp/out"; }
+else
+  grep -q "^rdma: [0-9]* devices* on this host" "$tmp/out" &&
+    ok "rdma lists this host's devices" || { bad "rdma device list"; cat "$tmp/out"; }
+fi
+expect 0 "rdma --json" -- "$KVX" --json rdma
+if python3 -c 'import json,sys; json.load(sys.stdin)' <"$tmp/out" 2>/dev/null; then
+  ok "rdma --json prints one JSON object"
+  [ "$(json "$tmp/out" 'j["command"] == "rdma" and j["ok"] and isinstance(j["rdma"], list)')" = True ] &&
+    ok "rdma JSON has the rdma array" || { bad "rdma JSON"; cat "$tmp/out"; }
+else
+  bad "rdma --json output is not JSON"; cat "$tmp/out"
+fi
 
 # A layout the sink does not serve: the handshake's named error.
 expect 1 "send with another model" -- "$KVX" send "$SINK_ADDR" --model llama-8b \
@@ -126,6 +149,7 @@ expect 2 "negative number" -- "$KVX" send "$SINK_ADDR" --requests -1
 expect 2 "missing value" -- "$KVX" send "$SINK_ADDR" --prompt
 expect 2 "missing peer" -- "$KVX" send --model tiny
 expect 2 "bad address" -- "$KVX" status "not an address"
+expect 2 "rdma with an argument" -- "$KVX" rdma extra
 expect 1 "unreachable peer" -- "$KVX" status 127.0.0.1:1 --model tiny
 grep -q "cannot connect" "$tmp/err" && ok "unreachable named" || bad "unreachable message"
 expect 3 "peers" -- "$KVX" peers

@@ -429,6 +429,36 @@ const char *kvx_node_listen_addr(kvx_node_h node)
                : NULL;
 }
 
+kvx_status_t kvx_node_ticket(kvx_node_h node, uint64_t request_id,
+                             kvx_ticket_t *ticket)
+{
+    const char *addr;
+    kvx_ticket_t t;
+
+    if (node == NULL || ticket == NULL) {
+        return KVX_ERR_INVALID_PARAM;
+    }
+    addr = kvx_node_listen_addr(node);
+    if (addr == NULL) {
+        kvxi_error("node %s: ticket: the node has no listener", node->node_id);
+        return KVX_ERR_BAD_STATE;
+    }
+    memset(&t, 0, sizeof(t));
+    if (strlen(addr) >= sizeof(t.addr)) {
+        kvxi_error("node %s: ticket: listen address longer than %zu bytes",
+                   node->node_id, sizeof(t.addr) - 1);
+        return KVX_ERR_NO_SPACE;
+    }
+    memcpy(t.addr, addr, strlen(addr));
+    _Static_assert(sizeof(t.node_id) >= sizeof(node->node_id),
+                   "a node id fits a ticket");
+    memcpy(t.node_id, node->node_id, strlen(node->node_id));
+    t.request_id = request_id;
+    t.layout_hash = kvx_layout_compat_hash(&node->layout);
+    *ticket = t;
+    return KVX_OK;
+}
+
 kvx_pool_h kvx_node_pool(kvx_node_h node)
 {
     return node != NULL ? node->pool : NULL;

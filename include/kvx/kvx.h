@@ -18,6 +18,7 @@
 #include <kvx/plan.h>
 #include <kvx/rdma.h>
 #include <kvx/node.h>
+#include <kvx/ticket.h>
 
 #ifdef __cplusplus
 extern "C" {
