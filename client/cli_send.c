@@ -7,8 +7,9 @@
  * depend only on its key, so blocks shared by prefix hold identical bytes,
  * as a model would produce. The local pool holds each distinct block once
  * (the sender dedupes too, through its own prefix index). Requests are
- * pushed one after the other with KVX_XFER_FLAG_CHECKSUM, so on a peer that
- * starts empty the blocks on the wire are exactly the distinct blocks.
+ * pushed one after the other with KVX_XFER_FLAG_CHECKSUM (unless
+ * --no-checksum), so on a peer that starts empty the blocks on the wire are
+ * exactly the distinct blocks.
  */
 #include "cli_send.h"
 
@@ -87,8 +88,12 @@ static const char *human(double b, char *buf, size_t len)
     return buf;
 }
 
-static const char *checksum_result(const req_result_t *q)
+static const char *checksum_result(const cli_send_cfg_t *c,
+                                   const req_result_t *q)
 {
+    if (c->no_checksum) {
+        return "off";
+    }
     if (q->status == KVX_ERR_CORRUPT) {
         return "mismatch";
     }
@@ -186,7 +191,7 @@ static void push_one(const cli_send_cfg_t *c, kvx_node_h node, kvx_peer_h peer,
         .n_blocks = nb,
         .keys = keys,
         .deadline_ms = c->deadline_ms,
-        .flags = KVX_XFER_FLAG_CHECKSUM |
+        .flags = (c->no_checksum ? 0u : KVX_XFER_FLAG_CHECKSUM) |
                  (c->layerwise ? KVX_XFER_FLAG_LAYERWISE : 0u),
     };
     uint32_t layers = kvx_node_layout(node)->num_layers;
@@ -235,11 +240,12 @@ static void print_json(const cli_send_cfg_t *c, kvx_peer_h peer, uint64_t bb,
     cli_json_str(stdout, kvx_peer_name(peer));
     printf(",\"transport\":\"%s\",\"model\":\"%s\",\"block_tokens\":%u,"
            "\"block_bytes\":%llu,\"prompt_tokens\":%u,"
-           "\"shared_prefix_tokens\":%u,\"layerwise\":%s,\"checksum\":true,"
+           "\"shared_prefix_tokens\":%u,\"layerwise\":%s,\"checksum\":%s,"
            "\"requests\":[",
            kvx_transport_string(kvx_peer_transport(peer)), c->node.model->name,
            c->node.block_tokens, (unsigned long long)bb, c->prompt,
-           c->shared_prefix, c->layerwise ? "true" : "false");
+           c->shared_prefix, c->layerwise ? "true" : "false",
+           c->no_checksum ? "false" : "true");
     for (uint32_t r = 0; r < c->requests; r++) {
         const req_result_t *q = &res[r];
 
@@ -248,7 +254,7 @@ static void print_json(const cli_send_cfg_t *c, kvx_peer_h peer, uint64_t bb,
                "\"checksum_mismatches\":%u,\"time_ms\":%.3f,"
                "\"status\":\"%s\",\"ok\":%s}",
                r ? "," : "", (unsigned long long)q->id, q->blocks, q->hits,
-               q->sent, (unsigned long long)q->bytes, checksum_result(q),
+               q->sent, (unsigned long long)q->bytes, checksum_result(c, q),
                q->mismatches, (double)q->elapsed_ns / 1e6,
                kvx_status_string(q->status),
                q->status == KVX_OK ? "true" : "false");
@@ -286,7 +292,7 @@ static void print_text(const cli_send_cfg_t *c, kvx_peer_h peer, uint64_t bb,
 
         printf("%8u %7u %6u %6u %12s %10s %10.3f  %s\n", r, q->blocks, q->hits,
                q->sent, human((double)q->bytes, b1, sizeof(b1)),
-               checksum_result(q), (double)q->elapsed_ns / 1e6,
+               checksum_result(c, q), (double)q->elapsed_ns / 1e6,
                kvx_status_string(q->status));
     }
     printf("total: %llu blocks, %u distinct; %llu hit, %llu sent\n",
@@ -352,6 +358,11 @@ int cli_send_run(const cli_send_cfg_t *c)
         fprintf(stderr, "kvx: cannot start a node with %u blocks of %s\n",
                 t.unique, human((double)bb, b1, sizeof(b1)));
         goto out;
+    }
+    /* Commit the pool before filling it: one madvise instead of a fault per
+     * page (kvxd does the same on the receiving side, pool_prefault). */
+    if (kvx_pool_populate(kvx_node_pool(node)) != KVX_OK) {
+        fprintf(stderr, "kvx: cannot pre-fault the pool; going on lazily\n");
     }
     rc = cli_connect(node, c->peer, c->timeout_ms, &peer);
     if (rc != CLI_EXIT_OK) {

@@ -14,6 +14,7 @@ typedef struct cli_send_cfg {
     uint32_t deadline_ms;
     uint32_t timeout_ms; /**< connect */
     int layerwise;
+    int no_checksum; /**< push without KVX_XFER_FLAG_CHECKSUM */
     int json;
 } cli_send_cfg_t;
 

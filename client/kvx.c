@@ -77,6 +77,7 @@ static void usage(FILE *f)
             "  --shared-prefix TOKENS  tokens all requests share (default "
             "half the prompt)\n"
             "  --layerwise           announce layers one by one\n"
+            "  --no-checksum         push without per-block checksums\n"
             "  --deadline-ms MS      per-transfer deadline (default 30000)\n"
             "  --seed STR            key-chain seed (default \"0\")\n"
             "\n"
@@ -590,6 +591,8 @@ static int cmd_send(int argc, char **argv)
             c.seed = val;
         } else if (strcmp(flag, "--layerwise") == 0) {
             c.layerwise = 1;
+        } else if (strcmp(flag, "--no-checksum") == 0) {
+            c.no_checksum = 1;
         } else {
             return usage_error("send: unknown option %s", flag);
         }

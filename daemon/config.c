@@ -50,6 +50,9 @@ const kvxd_opt_t kvxd_opts[] = {
             "comma-separated control addresses of peers to connect to"),
     OPT_UINT("pool_blocks", pool_blocks, "1024", 1, 1u << 30,
              "blocks in the KV pool"),
+    OPT_UINT("pool_prefault", pool_prefault, "1", 0, 1,
+             "1 = commit the whole pool at start (no page faults on "
+             "transfers), 0 = on first use"),
     OPT_UINT("num_layers", num_layers, "32", 1, 1u << 20,
              "model layers per block"),
     OPT_UINT("kv_parts", kv_parts, "2", 1, 2,

@@ -24,6 +24,7 @@ typedef struct kvxd_config {
     char ucx_tls[KVXD_STR_MAX];
     char secret_file[KVXD_STR_MAX];
     uint64_t pool_blocks;
+    uint64_t pool_prefault; /* 0/1 */
     uint64_t num_layers;
     uint64_t kv_parts;
     uint64_t block_tokens;

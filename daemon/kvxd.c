@@ -516,6 +516,21 @@ static int kvxd_run(const kvxd_config_t *cfg, const uint8_t *secret,
         rc = st == KVX_ERR_INVALID_PARAM ? KVXD_EXIT_CONFIG : KVXD_EXIT_FAIL;
         goto out;
     }
+    /* Faulting pages in while a transfer lands costs more than the copy. */
+    if (cfg->pool_prefault) {
+        uint64_t t0 = kvx_clock_monotonic_ns(NULL);
+
+        st = kvx_pool_populate(kvx_node_pool(node));
+        if (st != KVX_OK) {
+            kvxd_log(KVX_LOG_WARN,
+                     "pool_prefault: cannot commit the pool (%s): pages "
+                     "are committed on first use",
+                     kvx_status_string(st));
+        } else {
+            kvxd_log(KVX_LOG_DEBUG, "pool_prefault: pool committed in %.1f ms",
+                     (double)(kvx_clock_monotonic_ns(NULL) - t0) / 1e6);
+        }
+    }
     /* A malformed address never gets better: refuse it now. */
     for (size_t i = 0; i < n_peers; i++) {
         st = kvx_node_connect(node, peers[i].addr, &peers[i].peer);

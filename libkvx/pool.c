@@ -24,7 +24,11 @@
      KVX_POOL_PARAM_FIELD_NAME | KVX_POOL_PARAM_FIELD_FLAGS)
 #define POOL_FIELDS_REQUIRED                                                   \
     (KVX_POOL_PARAM_FIELD_BLOCK_SIZE | KVX_POOL_PARAM_FIELD_BLOCK_COUNT)
-#define POOL_FLAGS_ALL (KVX_POOL_FLAG_NO_HUGE_PAGES)
+#define POOL_FLAGS_ALL (KVX_POOL_FLAG_NO_HUGE_PAGES | KVX_POOL_FLAG_POPULATE)
+/* Linux 5.14; older headers lack it, older kernels answer EINVAL. */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 struct kvx_pool {
     void *base;
@@ -244,6 +248,11 @@ kvx_status_t kvx_pool_create(const kvx_pool_params_t *params,
         goto err_free;
     }
 out:
+    if ((flags & KVX_POOL_FLAG_POPULATE) &&
+        (status = kvx_pool_populate(pool)) != KVX_OK) {
+        kvx_pool_destroy(pool);
+        return status;
+    }
     kvxi_debug("pool '%s': %u blocks of %zu bytes, %zu bytes mapped%s",
                backing.name, pool->block_count, pool->block_size, pool->length,
                pool->huge_pages ? " on huge pages" : "");
@@ -278,6 +287,39 @@ kvx_status_t kvx_pool_query(kvx_pool_h pool, kvx_pool_attr_t *attr)
     attr->fd = pool->fd;
     attr->huge_pages = pool->huge_pages;
     attr->mem_type = KVX_MEM_HOST;
+    return KVX_OK;
+}
+
+kvx_status_t kvx_pool_populate(kvx_pool_h pool)
+{
+    volatile uint8_t *p;
+    char buf[128];
+    long page;
+    int err;
+
+    if (pool == NULL) {
+        kvxi_error("pool: populate: NULL pool");
+        return KVX_ERR_INVALID_PARAM;
+    }
+    if (madvise(pool->base, pool->length, MADV_POPULATE_WRITE) == 0) {
+        return KVX_OK;
+    }
+    err = errno;
+    if (err != EINVAL) {
+        /* ENOMEM/EFAULT (no memory, no huge pages left), EHWPOISON... */
+        kvxi_error("pool: populate of %zu bytes failed: %s", pool->length,
+                   strerror_r(err, buf, sizeof(buf)));
+        return KVX_ERR_NO_MEMORY;
+    }
+    /* Kernel without MADV_POPULATE_WRITE: one write fault per page. */
+    page = pool->huge_pages ? 0 : sysconf(_SC_PAGESIZE);
+    if (page <= 0) {
+        page = 4096; /* a huge page is just touched several times */
+    }
+    p = pool->base;
+    for (size_t off = 0; off < pool->length; off += (size_t)page) {
+        p[off] = p[off];
+    }
     return KVX_OK;
 }
 

@@ -30,7 +30,14 @@ enum kvx_pool_param_field {
 
 /** Values for kvx_pool_params_t::flags. */
 enum kvx_pool_flag {
-    KVX_POOL_FLAG_NO_HUGE_PAGES = 1u << 0 /**< never try huge pages */
+    KVX_POOL_FLAG_NO_HUGE_PAGES = 1u << 0, /**< never try huge pages */
+    /**
+     * Commit every page at creation (kvx_pool_populate()) instead of on
+     * first write: a transfer into a fresh pool then does not pay one page
+     * fault per 4 KiB on the data path. Costs the whole pool's memory at
+     * once.
+     */
+    KVX_POOL_FLAG_POPULATE = 1u << 1
 };
 
 /** Limits checked by kvx_pool_create(). */
@@ -80,6 +87,21 @@ KVX_EXPORT void kvx_pool_destroy(kvx_pool_h pool);
  * @return KVX_OK; KVX_ERR_INVALID_PARAM if either pointer is NULL.
  */
 KVX_EXPORT kvx_status_t kvx_pool_query(kvx_pool_h pool, kvx_pool_attr_t *attr);
+
+/**
+ * Commits every page of the pool now, writable, so that later writes (a
+ * transfer landing in a block) take no page fault. Uses
+ * madvise(MADV_POPULATE_WRITE) and, on kernels without it (before 5.14),
+ * rewrites one byte per page with its own value. Safe to call again
+ * (committed pages cost nothing); call it before engines write to the pool,
+ * since the fallback's read-then-write could undo a concurrent write.
+ *
+ * @return KVX_OK; KVX_ERR_INVALID_PARAM if @p pool is NULL;
+ *         KVX_ERR_NO_MEMORY when the memory cannot be committed (the pool
+ *         stays usable, lazily; without MADV_POPULATE_WRITE a shortage
+ *         is a SIGBUS or the OOM killer instead).
+ */
+KVX_EXPORT kvx_status_t kvx_pool_populate(kvx_pool_h pool);
 
 /**
  * Address of block @p block, or NULL when @p pool is NULL or the index is out

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -195,6 +196,60 @@ static void test_pool_huge_pages_fallback(void)
     kvx_pool_destroy(pool);
 }
 
+/* Pages of [base, base + length) in memory, by mincore(). */
+static size_t pool_resident_pages(void *base, size_t length)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), n = length / page, in = 0;
+    unsigned char *vec = calloc(n, 1);
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(vec);
+    CU_ASSERT_EQUAL_FATAL(mincore(base, length, vec), 0);
+    for (size_t i = 0; i < n; i++) {
+        in += vec[i] & 1;
+    }
+    free(vec);
+    return in;
+}
+
+static void test_pool_populate(void)
+{
+    kvx_pool_params_t p = pool_params(64 * 1024, 64);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    kvx_pool_attr_t attr;
+    kvx_pool_h pool = NULL;
+    uint8_t *b;
+
+    /* Lazy by default: nothing committed. */
+    CU_ASSERT_EQUAL_FATAL(kvx_pool_create(&p, &pool), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_pool_query(pool, &attr), KVX_OK);
+    CU_ASSERT_EQUAL(pool_resident_pages(attr.base, attr.length), 0);
+    /* On demand, keeping what is there. */
+    b = kvx_pool_block_addr(pool, 3);
+    b[5] = 0xa5;
+    CU_ASSERT_EQUAL(kvx_pool_populate(pool), KVX_OK);
+    CU_ASSERT_EQUAL(pool_resident_pages(attr.base, attr.length),
+                    attr.length / page);
+    CU_ASSERT_EQUAL(b[5], 0xa5);
+    CU_ASSERT_EQUAL(b[6], 0);
+    CU_ASSERT_EQUAL(kvx_pool_populate(pool), KVX_OK); /* again: a no-op */
+    CU_ASSERT_EQUAL(b[5], 0xa5);
+    kvx_pool_destroy(pool);
+
+    /* At creation, with the flag. */
+    pool = NULL;
+    p.flags |= KVX_POOL_FLAG_POPULATE;
+    CU_ASSERT_EQUAL_FATAL(kvx_pool_create(&p, &pool), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_pool_query(pool, &attr), KVX_OK);
+    CU_ASSERT_EQUAL(pool_resident_pages(attr.base, attr.length),
+                    attr.length / page);
+    b = attr.base;
+    CU_ASSERT_EQUAL(b[0], 0);
+    CU_ASSERT_EQUAL(b[attr.length - 1], 0);
+    kvx_pool_destroy(pool);
+
+    CU_ASSERT_EQUAL(kvx_pool_populate(NULL), KVX_ERR_INVALID_PARAM);
+}
+
 static void test_pool_bad_params(void)
 {
     kvx_pool_h pool = (kvx_pool_h)&pool;
@@ -227,7 +282,7 @@ static void test_pool_bad_params(void)
     CU_ASSERT_EQUAL(kvx_pool_create(&p, &pool), KVX_ERR_INVALID_PARAM);
 
     p = pool_params(64, 1);
-    p.flags = 1u << 1;
+    p.flags = 1u << 2;
     CU_ASSERT_EQUAL(kvx_pool_create(&p, &pool), KVX_ERR_INVALID_PARAM);
     p.flags = UINT32_MAX;
     CU_ASSERT_EQUAL(kvx_pool_create(&p, &pool), KVX_ERR_INVALID_PARAM);
@@ -329,6 +384,7 @@ static const ut_test_t pool_tests[] = {
     UT_TEST(test_pool_fd_sealed_cloexec),
     UT_TEST(test_pool_name),
     UT_TEST(test_pool_huge_pages_fallback),
+    UT_TEST(test_pool_populate),
     UT_TEST(test_pool_bad_params),
     UT_TEST(test_pool_overflow),
     UT_TEST(test_pool_query_bad),
