@@ -361,6 +361,7 @@ void kvx_node_destroy(kvx_node_h node)
         kvxi_xfer_free(x);
     }
     kvxi_rx_free_all(node);
+    kvxi_pull_free_all(node);
     if (node->mem != NULL) {
         kvxi_ucx_mem_dereg(node->mem);
     }

@@ -1,5 +1,6 @@
 /*
- * The node's private structures (node.c, peer.c, xfer_send.c, xfer_recv.c).
+ * The node's private structures (node.c, peer.c, xfer_send.c, xfer_recv.c,
+ * pull.c, pull_hold.c).
  *
  * A node is single-threaded: every function here runs on the thread that
  * calls kvx_node_progress(). Objects:
@@ -112,6 +113,10 @@ struct kvx_xfer {
     uint32_t segments;
     kvx_transport_t transport;
     uint32_t checksum_mismatches; /**< from the CommitAck */
+    /* PULL (pull.c): this node reads a request another node published.
+       dst holds the holder's refs, src is unused; rx receives the data. */
+    int pull;
+    kvxi_rx_t *rx;
 };
 
 typedef enum kvxi_rx_state {
@@ -140,10 +145,14 @@ struct kvxi_rx {
     uint8_t *hit;
     uint64_t landed, data_bytes, max_bytes;
     int am_failed;
-    uint64_t commit_req_id; /**< Commit waiting for AM bytes (0: none) */
-    uint64_t *checksums;    /**< the Commit's, one per missed block */
-    uint32_t n_checksums;   /**< 0 (none sent) or n_miss */
+    uint64_t commit_req_id;  /**< Commit waiting for AM bytes (0: none) */
+    uint64_t *checksums;     /**< the Commit's, one per missed block */
+    uint32_t n_checksums;    /**< 0 (none sent) or n_miss */
+    int pull;                /**< reserved by kvx_node_pull() */
+    struct kvx_xfer *pull_x; /**< PULL: the puller's transfer (or NULL) */
 };
+
+typedef struct kvxi_pub kvxi_pub_t;
 
 struct kvx_node {
     char node_id[KVXI_NAME_MAX + 1];
@@ -169,6 +178,7 @@ struct kvx_node {
     kvxi_rx_t **rx_slots;
     uint32_t n_rx_slots;
     kvxi_rx_t **owner; /**< per block: the rx allowed to write it */
+    kvxi_pub_t *pubs;  /**< published requests (pull.c) */
     kvxi_node_stats_t stats;
     uint64_t t_created;
     int test_corrupt; /**< kvxi_xfer_test_corrupt() */
@@ -209,7 +219,58 @@ void kvxi_xfer_free(struct kvx_xfer *x);
 void kvxi_xfer_peer_down(struct kvx_peer *peer, kvx_status_t status);
 void kvxi_xfer_detach_peer(struct kvx_peer *peer);
 
+/* xfer_send.c, serving a pull over AM: push the published @p src refs into
+ * the puller's reservation described by @p grant (an AllocateReply the
+ * puller sent). The transfer frees itself when it ends. */
+kvx_status_t kvxi_xfer_serve_pull(struct kvx_peer *peer, uint64_t tid,
+                                  uint64_t request_id,
+                                  const kvx_block_ref_t *src, uint32_t n,
+                                  uint64_t deadline_ns,
+                                  const Kvx__V1__AllocateReply *grant);
+void kvxi_xfer_link(struct kvx_node *node, struct kvx_xfer *x);
+/** Pins every source ref (READY at its generation). */
+kvx_status_t kvxi_xfer_pin_sources(struct kvx_xfer *x);
+/** Handles the receiver's AllocateReply for @p x (ALLOCATING). */
+void kvxi_xfer_on_reply(struct kvx_peer *peer, struct kvx_xfer *x,
+                        const Kvx__V1__AllocateReply *r);
+/** The transfer (of either parity) @p tid on @p peer, or NULL. */
+struct kvx_xfer *kvxi_xfer_find(struct kvx_peer *peer, uint64_t tid);
+void kvxi_xfer_finish(struct kvx_xfer *x, kvx_status_t status);
+
+/* pull.c (puller), pull_hold.c (holder) */
+void kvxi_pull_send_abort(struct kvx_peer *peer, uint64_t tid, uint64_t lease,
+                          kvx_status_t reason);
+void kvxi_pull_on_request(struct kvx_peer *peer, const kvxi_envelope_t *env);
+void kvxi_pull_on_grant(struct kvx_peer *peer, const kvxi_envelope_t *env);
+void kvxi_pull_on_reply(struct kvx_xfer *x, const kvxi_envelope_t *env);
+void kvxi_pull_on_release(struct kvx_peer *peer, const kvxi_envelope_t *env);
+/** Ends the pull @p x with @p status (failures only). */
+void kvxi_pull_stop(struct kvx_xfer *x, kvx_status_t status);
+/** The pull's rx ended (committed or failed). */
+void kvxi_pull_rx_done(struct kvx_xfer *x, kvx_status_t status);
+void kvxi_pull_check_leases(struct kvx_node *node, uint64_t now,
+                            uint64_t *next_p);
+void kvxi_pull_peer_down(struct kvx_peer *peer);
+/** Whether @p peer holds a read of one of our publications as @p tid. */
+int kvxi_pull_is_reader(struct kvx_peer *peer, uint64_t tid);
+void kvxi_pull_free_all(struct kvx_node *node);
+
 /* xfer_recv.c */
+void kvxi_rx_link(struct kvx_node *node, kvxi_rx_t *rx);
+void kvxi_rx_free(kvxi_rx_t *rx);
+/** The live (not collected, not superseded) rx of a request, or NULL. */
+kvxi_rx_t *kvxi_rx_by_request(struct kvx_node *node, uint64_t request_id);
+/** Reserves @p r's blocks for @p rx (dedupe by key when keys are given). */
+kvx_status_t kvxi_rx_reserve(struct kvx_node *node, kvxi_rx_t *rx,
+                             const Kvx__V1__AllocateRequest *r);
+/** A pull's data is in place: commit the lease locally. */
+kvx_status_t kvxi_rx_pull_commit(kvxi_rx_t *rx);
+/** Fails a pull's rx; @p quiesced: no read or write can still land. */
+void kvxi_rx_pull_fail(kvxi_rx_t *rx, kvx_status_t status, int quiesced);
+/** A pull's reads ended after it failed: lift the fence. */
+void kvxi_rx_pull_quiesced(kvxi_rx_t *rx);
+/** The rx of @p tid on @p peer, or NULL. */
+kvxi_rx_t *kvxi_rx_find(struct kvx_peer *peer, uint64_t tid);
 void kvxi_rx_on_alloc_request(struct kvx_peer *peer,
                               const kvxi_envelope_t *env);
 void kvxi_rx_on_commit(struct kvx_peer *peer, const kvxi_envelope_t *env);

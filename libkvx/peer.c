@@ -136,9 +136,29 @@ static void peer_established(kvxi_conn_t *conn, const kvxi_peer_info_t *info,
               kvx_transport_string(peer->transport));
 }
 
+/* Abort names the writer's transfer id. A pull's id has the puller's
+ * parity on both sides: the puller's rx and the holder's serving push. */
+static void peer_on_abort(struct kvx_peer *peer, const kvxi_envelope_t *env)
+{
+    uint64_t tid = env->abort->transfer_id;
+    kvxi_rx_t *rx = kvxi_rx_find(peer, tid);
+    struct kvx_xfer *x = kvxi_xfer_find(peer, tid);
+
+    if (rx != NULL && rx->pull) {
+        kvxi_rx_on_abort(peer, env);
+    } else if (x != NULL || kvxi_tid_is_ours(peer, tid)) {
+        kvxi_xfer_on_abort(peer, env);
+    } else if (rx == NULL && kvxi_pull_is_reader(peer, tid)) {
+        kvxi_xfer_on_abort(peer, env); /* nothing written: acks quiesced */
+    } else {
+        kvxi_rx_on_abort(peer, env);
+    }
+}
+
 static void peer_recv(kvxi_conn_t *conn, const kvxi_envelope_t *env, void *arg)
 {
     struct kvx_peer *peer = arg;
+    kvxi_rx_t *rx;
 
     (void)conn;
     if (peer->status != KVX_OK) {
@@ -146,24 +166,34 @@ static void peer_recv(kvxi_conn_t *conn, const kvxi_envelope_t *env, void *arg)
     }
     switch (env->body_case) {
     case KVX__V1__ENVELOPE__BODY_ALLOCATE_REQUEST:
-        kvxi_rx_on_alloc_request(peer, env);
+        if (env->allocate_request->mode ==
+            KVX__V1__TRANSFER_MODE__TRANSFER_MODE_PULL) {
+            kvxi_pull_on_request(peer, env);
+        } else {
+            kvxi_rx_on_alloc_request(peer, env);
+        }
         break;
     case KVX__V1__ENVELOPE__BODY_ALLOCATE_REPLY:
-        kvxi_xfer_on_alloc_reply(peer, env);
+        if (kvxi_tid_is_ours(peer, env->allocate_reply->transfer_id)) {
+            kvxi_xfer_on_alloc_reply(peer, env);
+        } else {
+            kvxi_pull_on_grant(peer, env); /* a puller's reservation */
+        }
         break;
+    case KVX__V1__ENVELOPE__BODY_RELEASE:
+        kvxi_pull_on_release(peer, env);
+        break;
+    case KVX__V1__ENVELOPE__BODY_RELEASE_ACK: break;
     case KVX__V1__ENVELOPE__BODY_COMMIT: kvxi_rx_on_commit(peer, env); break;
     case KVX__V1__ENVELOPE__BODY_COMMIT_ACK:
         kvxi_xfer_on_commit_ack(peer, env);
         break;
-    case KVX__V1__ENVELOPE__BODY_ABORT:
-        if (kvxi_tid_is_ours(peer, env->abort->transfer_id)) {
-            kvxi_xfer_on_abort(peer, env);
-        } else {
-            kvxi_rx_on_abort(peer, env);
-        }
-        break;
+    case KVX__V1__ENVELOPE__BODY_ABORT: peer_on_abort(peer, env); break;
     case KVX__V1__ENVELOPE__BODY_ABORT_ACK:
-        if (!kvxi_tid_is_ours(peer, env->abort_ack->transfer_id)) {
+        rx = kvxi_rx_find(peer, env->abort_ack->transfer_id);
+        if (rx != NULL &&
+            (rx->pull ||
+             !kvxi_tid_is_ours(peer, env->abort_ack->transfer_id))) {
             kvxi_rx_on_abort_ack(peer, env);
         }
         break;
@@ -201,6 +231,7 @@ static void peer_down(struct kvx_peer *peer, kvx_status_t reason)
     }
     kvxi_rx_peer_down(peer, xs);
     kvxi_xfer_detach_peer(peer);
+    kvxi_pull_peer_down(peer);
 }
 
 static void peer_closed(kvxi_conn_t *conn, kvx_status_t reason,

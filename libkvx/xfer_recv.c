@@ -16,7 +16,7 @@
 
 #define RX_SLOT_NONE UINT32_MAX
 
-static void rx_link(struct kvx_node *node, kvxi_rx_t *rx)
+void kvxi_rx_link(struct kvx_node *node, kvxi_rx_t *rx)
 {
     rx->next = node->rxs;
     if (node->rxs != NULL) {
@@ -25,7 +25,7 @@ static void rx_link(struct kvx_node *node, kvxi_rx_t *rx)
     node->rxs = rx;
 }
 
-static void rx_free(kvxi_rx_t *rx)
+void kvxi_rx_free(kvxi_rx_t *rx)
 {
     struct kvx_node *node = rx->node;
 
@@ -40,6 +40,9 @@ static void rx_free(kvxi_rx_t *rx)
     if (rx->slot != RX_SLOT_NONE) {
         node->rx_slots[rx->slot] = NULL;
     }
+    if (rx->pull_x != NULL) {
+        rx->pull_x->rx = NULL;
+    }
     free(rx->refs);
     free(rx->hit);
     free(rx->checksums);
@@ -49,7 +52,7 @@ static void rx_free(kvxi_rx_t *rx)
 void kvxi_rx_free_all(struct kvx_node *node)
 {
     while (node->rxs != NULL) {
-        rx_free(node->rxs);
+        kvxi_rx_free(node->rxs);
     }
 }
 
@@ -113,7 +116,7 @@ static kvxi_rx_t *rx_by_tag(struct kvx_node *node, uint64_t tag)
                                                                          : NULL;
 }
 
-static kvxi_rx_t *rx_find(struct kvx_peer *peer, uint64_t tid)
+kvxi_rx_t *kvxi_rx_find(struct kvx_peer *peer, uint64_t tid)
 {
     for (kvxi_rx_t *rx = peer->node->rxs; rx != NULL; rx = rx->next) {
         if (rx->peer == peer && rx->transfer_id == tid) {
@@ -131,7 +134,7 @@ static void rx_unfence(kvxi_rx_t *rx)
         rx->lease = 0;
     }
     if (rx->reported || rx->superseded) {
-        rx_free(rx);
+        kvxi_rx_free(rx);
     }
 }
 
@@ -164,6 +167,9 @@ static int rx_fail(kvxi_rx_t *rx, kvx_status_t status, int already_fenced,
     kvxi_debug("node %s: incoming transfer %llu (request %llu) failed: %s",
                node->node_id, (unsigned long long)rx->transfer_id,
                (unsigned long long)rx->request_id, kvx_status_string(status));
+    if (rx->pull_x != NULL) {
+        kvxi_pull_rx_done(rx->pull_x, status);
+    }
     if (quiesced) {
         int freeing = rx->reported || rx->superseded;
 
@@ -221,7 +227,7 @@ static void rx_reply_alloc(struct kvx_peer *peer, uint64_t req_id, uint64_t tid,
     free(mask);
 }
 
-static kvxi_rx_t *rx_by_request(struct kvx_node *node, uint64_t request_id)
+kvxi_rx_t *kvxi_rx_by_request(struct kvx_node *node, uint64_t request_id)
 {
     for (kvxi_rx_t *rx = node->rxs; rx != NULL; rx = rx->next) {
         if (rx->request_id == request_id && !rx->superseded && !rx->reported) {
@@ -231,8 +237,8 @@ static kvxi_rx_t *rx_by_request(struct kvx_node *node, uint64_t request_id)
     return NULL;
 }
 
-static kvx_status_t rx_reserve(struct kvx_node *node, kvxi_rx_t *rx,
-                               const Kvx__V1__AllocateRequest *r)
+kvx_status_t kvxi_rx_reserve(struct kvx_node *node, kvxi_rx_t *rx,
+                             const Kvx__V1__AllocateRequest *r)
 {
     uint32_t lease_ms = r->lease_ms > 0 && r->lease_ms < node->lease_ms
                             ? r->lease_ms
@@ -300,18 +306,18 @@ void kvxi_rx_on_alloc_request(struct kvx_peer *peer, const kvxi_envelope_t *env)
         status = KVX_ERR_INVALID_PARAM; /* the peer must use its parity */
     } else if (r->mode != KVX__V1__TRANSFER_MODE__TRANSFER_MODE_PUSH) {
         status = KVX_ERR_NOT_SUPPORTED;
-    } else if (rx_find(peer, r->transfer_id) != NULL) {
+    } else if (kvxi_rx_find(peer, r->transfer_id) != NULL) {
         status = KVX_ERR_EXISTS;
     } else {
         status = KVX_OK;
     }
-    old = status == KVX_OK ? rx_by_request(node, r->request_id) : NULL;
+    old = status == KVX_OK ? kvxi_rx_by_request(node, r->request_id) : NULL;
     if (old != NULL && old->state != KVXI_RX_FAILED) {
         status = KVX_ERR_EXISTS;
     } else if (old != NULL) {
         old->superseded = 1; /* its failure is replaced by the retry */
         if (!old->fenced) {
-            rx_free(old);
+            kvxi_rx_free(old);
         }
     }
     if (status != KVX_OK) {
@@ -331,7 +337,7 @@ void kvxi_rx_on_alloc_request(struct kvx_peer *peer, const kvxi_envelope_t *env)
     rx->request_id = r->request_id;
     rx->status = KVX_INPROGRESS;
     rx->am = r->data_path == KVX__V1__DATA_PATH__DATA_PATH_AM;
-    status = rx_reserve(node, rx, r);
+    status = kvxi_rx_reserve(node, rx, r);
     if (status != KVX_OK) {
         free(rx->refs);
         free(rx->hit);
@@ -343,7 +349,7 @@ void kvxi_rx_on_alloc_request(struct kvx_peer *peer, const kvxi_envelope_t *env)
         rx->status = KVX_OK;
         node->stats.transfers_ok++;
     }
-    rx_link(node, rx);
+    kvxi_rx_link(node, rx);
     rx_reply_alloc(peer, env->request_id, r->transfer_id, KVX_OK, rx);
 }
 
@@ -360,7 +366,7 @@ static void rx_send_commit_ack(struct kvx_peer *peer, uint64_t req_id,
     env.request_id = req_id;
     env.body_case = KVX__V1__ENVELOPE__BODY_COMMIT_ACK;
     env.commit_ack = &a;
-    if (peer != NULL) {
+    if (peer != NULL && req_id != 0) {
         kvxi_peer_send(peer, &env);
     }
 }
@@ -436,6 +442,9 @@ static void rx_commit(kvxi_rx_t *rx, uint64_t req_id)
     node->stats.transfers_ok++;
     node->stats.bytes_received += rx->data_bytes;
     rx_send_commit_ack(peer, req_id, tid, KVX_OK, 0);
+    if (rx->pull_x != NULL) {
+        kvxi_pull_rx_done(rx->pull_x, KVX_OK);
+    }
 }
 
 static int rx_commit_refs_ok(const kvxi_rx_t *rx, const Kvx__V1__BlockRefs *b)
@@ -461,11 +470,12 @@ static int rx_commit_refs_ok(const kvxi_rx_t *rx, const Kvx__V1__BlockRefs *b)
 void kvxi_rx_on_commit(struct kvx_peer *peer, const kvxi_envelope_t *env)
 {
     const Kvx__V1__Commit *c = env->commit;
-    kvxi_rx_t *rx = kvxi_tid_is_ours(peer, c->transfer_id)
-                        ? NULL
-                        : rx_find(peer, c->transfer_id);
+    kvxi_rx_t *rx = kvxi_rx_find(peer, c->transfer_id);
     char text[96];
 
+    if (rx != NULL && !rx->pull && kvxi_tid_is_ours(peer, c->transfer_id)) {
+        rx = NULL;
+    }
     if (rx == NULL) {
         snprintf(text, sizeof(text), "Commit: unknown transfer %llu",
                  (unsigned long long)c->transfer_id);
@@ -531,7 +541,7 @@ static void rx_send_abort_ack(struct kvx_peer *peer, uint64_t req_id,
 void kvxi_rx_on_abort(struct kvx_peer *peer, const kvxi_envelope_t *env)
 {
     const Kvx__V1__Abort *a = env->abort;
-    kvxi_rx_t *rx = rx_find(peer, a->transfer_id);
+    kvxi_rx_t *rx = kvxi_rx_find(peer, a->transfer_id);
     kvx_status_t reason = kvxi_status_from_wire(a->reason);
     char text[96];
 
@@ -561,7 +571,7 @@ void kvxi_rx_on_abort(struct kvx_peer *peer, const kvxi_envelope_t *env)
 void kvxi_rx_on_abort_ack(struct kvx_peer *peer, const kvxi_envelope_t *env)
 {
     const Kvx__V1__AbortAck *a = env->abort_ack;
-    kvxi_rx_t *rx = rx_find(peer, a->transfer_id);
+    kvxi_rx_t *rx = kvxi_rx_find(peer, a->transfer_id);
 
     if (rx != NULL && rx->state == KVXI_RX_FAILED && a->writes_quiesced) {
         rx_unfence(rx);
@@ -703,7 +713,7 @@ kvx_status_t kvx_node_recv(kvx_node_h node, uint64_t request_id,
     for (;;) {
         uint64_t now;
 
-        rx = rx_by_request(node, request_id);
+        rx = kvxi_rx_by_request(node, request_id);
         if (rx == NULL) {
             return KVX_ERR_NOT_FOUND;
         }
@@ -720,7 +730,7 @@ kvx_status_t kvx_node_recv(kvx_node_h node, uint64_t request_id,
         status = rx->status;
         rx->reported = 1;
         if (!rx->fenced) {
-            rx_free(rx);
+            kvxi_rx_free(rx);
         }
         return status;
     }
@@ -729,6 +739,43 @@ kvx_status_t kvx_node_recv(kvx_node_h node, uint64_t request_id,
         return KVX_ERR_NO_SPACE;
     }
     memcpy(refs, rx->refs, rx->n_blocks * sizeof(*refs));
-    rx_free(rx);
+    kvxi_rx_free(rx);
     return KVX_OK;
+}
+
+kvx_status_t kvxi_rx_pull_commit(kvxi_rx_t *rx)
+{
+    struct kvx_node *node = rx->node;
+    kvx_status_t status = KVX_OK;
+
+    if (rx->state != KVXI_RX_RESERVED) {
+        return rx->status;
+    }
+    if (rx->lease != 0) {
+        status = kvx_alloc_lease_commit(node->alloc, rx->lease);
+    }
+    if (status != KVX_OK) {
+        rx_fail(rx, KVX_ERR_ABORTED, 1, 1);
+        return KVX_ERR_ABORTED;
+    }
+    rx_close_window(rx);
+    rx->lease = 0;
+    rx->state = KVXI_RX_COMMITTED;
+    rx->status = KVX_OK;
+    node->stats.transfers_ok++;
+    node->stats.bytes_received +=
+        (uint64_t)rx->n_miss * node->layout.block_bytes;
+    return KVX_OK;
+}
+
+void kvxi_rx_pull_fail(kvxi_rx_t *rx, kvx_status_t status, int quiesced)
+{
+    rx_fail(rx, status, 0, quiesced);
+}
+
+void kvxi_rx_pull_quiesced(kvxi_rx_t *rx)
+{
+    if (rx->state == KVXI_RX_FAILED) {
+        rx_unfence(rx);
+    }
 }

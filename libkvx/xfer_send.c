@@ -20,7 +20,7 @@
 
 static void xfer_settle(struct kvx_xfer *x);
 
-static void xfer_link(struct kvx_node *node, struct kvx_xfer *x)
+void kvxi_xfer_link(struct kvx_node *node, struct kvx_xfer *x)
 {
     x->next = node->xfers;
     if (node->xfers != NULL) {
@@ -46,6 +46,9 @@ static void xfer_unlink(struct kvx_xfer *x)
 
 static void xfer_unpin(struct kvx_xfer *x, uint32_t n)
 {
+    if (x->pull) {
+        return; /* a pull pins nothing of its own: its rx holds the refs */
+    }
     for (uint32_t i = 0; i < n; i++) {
         kvx_alloc_unpin(x->node->alloc, x->src[i]);
     }
@@ -67,6 +70,9 @@ void kvxi_xfer_free(struct kvx_xfer *x)
         free(p);
     }
     xfer_unlink(x);
+    if (x->rx != NULL) {
+        x->rx->pull_x = NULL;
+    }
     free(x->src);
     free(x->dst);
     free(x->hit);
@@ -75,7 +81,7 @@ void kvxi_xfer_free(struct kvx_xfer *x)
     free(x);
 }
 
-static void xfer_finish(struct kvx_xfer *x, kvx_status_t status)
+void kvxi_xfer_finish(struct kvx_xfer *x, kvx_status_t status)
 {
     struct kvx_node *node = x->node;
 
@@ -322,11 +328,15 @@ static void xfer_settle(struct kvx_xfer *x)
     } else if (peer_ok && x->send_abort) {
         xfer_send_abort(x);
     }
-    xfer_finish(x, x->stop_status);
+    kvxi_xfer_finish(x, x->stop_status);
 }
 
 void kvxi_xfer_stop(struct kvx_xfer *x, kvx_status_t status, int tell)
 {
+    if (x->pull) {
+        kvxi_pull_stop(x, status);
+        return;
+    }
     if (x->state == KVXI_XFER_DONE || x->state == KVXI_XFER_STOPPING) {
         return;
     }
@@ -341,7 +351,7 @@ void kvxi_xfer_stop(struct kvx_xfer *x, kvx_status_t status, int tell)
     xfer_settle(x);
 }
 
-static struct kvx_xfer *xfer_find(struct kvx_peer *peer, uint64_t tid)
+struct kvx_xfer *kvxi_xfer_find(struct kvx_peer *peer, uint64_t tid)
 {
     for (struct kvx_xfer *x = peer->node->xfers; x != NULL; x = x->next) {
         if (x->peer == peer && x->transfer_id == tid) {
@@ -387,17 +397,11 @@ static kvx_status_t xfer_take_reply(struct kvx_xfer *x,
     return KVX_OK;
 }
 
-void kvxi_xfer_on_alloc_reply(struct kvx_peer *peer, const kvxi_envelope_t *env)
+void kvxi_xfer_on_reply(struct kvx_peer *peer, struct kvx_xfer *x,
+                        const Kvx__V1__AllocateReply *r)
 {
-    const Kvx__V1__AllocateReply *r = env->allocate_reply;
-    struct kvx_xfer *x = xfer_find(peer, r->transfer_id);
     kvx_status_t status;
 
-    if (x == NULL || x->state != KVXI_XFER_ALLOCATING) {
-        kvxi_debug("node %s: AllocateReply for transfer %llu ignored",
-                   peer->node->node_id, (unsigned long long)r->transfer_id);
-        return;
-    }
     status = kvxi_status_from_wire(r->status);
     if (status != KVX_OK) {
         kvxi_xfer_stop(x, status, 0);
@@ -411,17 +415,34 @@ void kvxi_xfer_on_alloc_reply(struct kvx_peer *peer, const kvxi_envelope_t *env)
     peer->node->stats.dedupe_hit_blocks += x->n_hit;
     x->transport = peer->transport;
     if (x->n_miss == 0) {
-        xfer_finish(x, KVX_OK);
+        kvxi_xfer_finish(x, KVX_OK);
         return;
     }
     x->state = KVXI_XFER_RUNNING;
     xfer_pump(x);
 }
 
+void kvxi_xfer_on_alloc_reply(struct kvx_peer *peer, const kvxi_envelope_t *env)
+{
+    const Kvx__V1__AllocateReply *r = env->allocate_reply;
+    struct kvx_xfer *x = kvxi_xfer_find(peer, r->transfer_id);
+
+    if (x != NULL && x->pull) {
+        kvxi_pull_on_reply(x, env);
+        return;
+    }
+    if (x == NULL || x->state != KVXI_XFER_ALLOCATING) {
+        kvxi_debug("node %s: AllocateReply for transfer %llu ignored",
+                   peer->node->node_id, (unsigned long long)r->transfer_id);
+        return;
+    }
+    kvxi_xfer_on_reply(peer, x, r);
+}
+
 void kvxi_xfer_on_commit_ack(struct kvx_peer *peer, const kvxi_envelope_t *env)
 {
     const Kvx__V1__CommitAck *a = env->commit_ack;
-    struct kvx_xfer *x = xfer_find(peer, a->transfer_id);
+    struct kvx_xfer *x = kvxi_xfer_find(peer, a->transfer_id);
 
     kvx_status_t status;
 
@@ -437,13 +458,13 @@ void kvxi_xfer_on_commit_ack(struct kvx_peer *peer, const kvxi_envelope_t *env)
                    (unsigned long long)x->request_id, a->checksum_mismatches,
                    peer->addr);
     }
-    xfer_finish(x, status);
+    kvxi_xfer_finish(x, status);
 }
 
 void kvxi_xfer_on_abort(struct kvx_peer *peer, const kvxi_envelope_t *env)
 {
     const Kvx__V1__Abort *a = env->abort;
-    struct kvx_xfer *x = xfer_find(peer, a->transfer_id);
+    struct kvx_xfer *x = kvxi_xfer_find(peer, a->transfer_id);
     kvx_status_t reason = kvxi_status_from_wire(a->reason);
 
     if (x == NULL || x->state == KVXI_XFER_DONE) {
@@ -495,6 +516,7 @@ void kvxi_xfer_check_deadlines(struct kvx_node *node, uint64_t now,
             *next_p = x->deadline_ns;
         }
     }
+    kvxi_pull_check_leases(node, now, next_p);
 }
 
 void kvxi_xfer_peer_down(struct kvx_peer *peer, kvx_status_t status)
@@ -520,8 +542,9 @@ void kvxi_xfer_detach_peer(struct kvx_peer *peer)
         }
         if (x->state != KVXI_XFER_DONE) {
             x->posts = 0;
-            xfer_finish(x, x->state == KVXI_XFER_STOPPING ? x->stop_status
-                                                          : KVX_ERR_PEER_DOWN);
+            kvxi_xfer_finish(x, x->state == KVXI_XFER_STOPPING
+                                    ? x->stop_status
+                                    : KVX_ERR_PEER_DOWN);
             if (x->released) {
                 continue; /* freed */
             }
@@ -559,7 +582,7 @@ static int xfer_same_block_bytes(const kvx_layout_t *a, const kvx_layout_t *b)
 }
 
 /* Every ref must be READY at its generation; pins each. */
-static kvx_status_t xfer_pin_sources(struct kvx_xfer *x)
+kvx_status_t kvxi_xfer_pin_sources(struct kvx_xfer *x)
 {
     kvx_alloc_h alloc = x->node->alloc;
     kvx_block_info_t info;
@@ -659,7 +682,7 @@ kvx_status_t kvx_node_push(kvx_node_h node, kvx_peer_h peer,
         return KVX_ERR_NO_MEMORY;
     }
     memcpy(x->src, params->blocks, x->n_blocks * sizeof(*x->src));
-    status = xfer_pin_sources(x);
+    status = kvxi_xfer_pin_sources(x);
     if (status != KVX_OK) {
         free(x->src);
         free(x);
@@ -680,7 +703,7 @@ kvx_status_t kvx_node_push(kvx_node_h node, kvx_peer_h peer,
         free(x);
         return status;
     }
-    xfer_link(node, x);
+    kvxi_xfer_link(node, x);
     kvxi_node_timer_rearm(node);
     *xfer_p = x;
     return KVX_OK;
@@ -688,7 +711,7 @@ kvx_status_t kvx_node_push(kvx_node_h node, kvx_peer_h peer,
 
 kvx_status_t kvx_xfer_layer_ready(kvx_xfer_h x, uint32_t layer_end)
 {
-    if (x == NULL || !(x->flags & KVX_XFER_FLAG_LAYERWISE) ||
+    if (x == NULL || x->pull || !(x->flags & KVX_XFER_FLAG_LAYERWISE) ||
         layer_end > x->node->layout.num_layers || layer_end < x->layer_ready) {
         return KVX_ERR_INVALID_PARAM;
     }

@@ -19,6 +19,12 @@
  *  - Integrity: with KVX_XFER_FLAG_CHECKSUM the sender sends an XXH3-64 of
  *    every block it wrote; the receiver checks them before committing and
  *    fails the transfer with KVX_ERR_CORRUPT on a mismatch.
+ *  - Pull: the holder (prefill) publishes a request's blocks under a lease
+ *    (kvx_node_publish()) and hands the ticket to the router; the puller
+ *    (decode) reads them with kvx_node_pull(): RMA get where the endpoint
+ *    has native RMA, otherwise the holder pushes them over active messages
+ *    into the blocks the puller reserved. Blocks the puller already holds
+ *    (by key) are not read.
  *  - Stats: kvx_node_stats() (this node) and kvx_peer_stats() (a connected
  *    peer, over the control channel) report occupancy and counters.
  *
@@ -343,10 +349,133 @@ KVX_EXPORT kvx_status_t kvx_xfer_abort(kvx_xfer_h xfer);
 /** Frees a transfer handle (aborting it if still running). NULL: no-op. */
 KVX_EXPORT void kvx_xfer_release(kvx_xfer_h xfer);
 
+/* ---- pull ---- */
+
+struct kvx_ticket; /* kvx/ticket.h */
+
+/** Bits of kvx_publish_params_t::field_mask. */
+enum kvx_publish_param_field {
+    KVX_PUBLISH_PARAM_FIELD_REQUEST_ID = 1u << 0, /**< required */
+    KVX_PUBLISH_PARAM_FIELD_BLOCKS = 1u << 1,     /**< required */
+    KVX_PUBLISH_PARAM_FIELD_KEYS = 1u << 2,
+    KVX_PUBLISH_PARAM_FIELD_LEASE = 1u << 3
+};
+
+typedef struct kvx_publish_params {
+    uint64_t field_mask;
+    uint64_t request_id;           /**< the name pullers use; one live
+                                        publication per id on a node */
+    const kvx_block_ref_t *blocks; /**< READY blocks of the local pool, in
+                                        token order; the node takes one pin
+                                        on each (the caller keeps its own) */
+    uint32_t n_blocks;             /**< 1 .. 2^20 */
+    const kvx_block_key_t *keys;   /**< KEYS: one per block; accepted and
+                                        checked for presence only (pullers
+                                        dedupe with their own keys) */
+    uint32_t lease_ms;             /**< LEASE: how long the blocks stay
+                                        pinned for pullers, from now
+                                        (default: the node's lease,
+                                        kvx_node_params_t::lease_ms),
+                                        at most 3,600,000 */
+} kvx_publish_params_t;
+
+/**
+ * Publishes blocks for pulling: pins each block under a lease and
+ * remembers request_id -> blocks until the lease ends or
+ * kvx_node_unpublish(). A puller's read holds its own pin on every block
+ * from its request until its Release (or its connection's death), so
+ * expiry or unpublish never frees a block a reader is still reading.
+ *
+ * @param node      the holder node.
+ * @param params    see kvx_publish_params_t (the block array is copied).
+ * @param ticket_p  receives the ticket to forward to the puller
+ *                  (kvx_node_ticket()); may be NULL. Written only on
+ *                  KVX_OK.
+ * @return KVX_OK; KVX_ERR_INVALID_PARAM (NULL node or params, missing
+ *         required fields, unknown bits, zero or too many blocks, KEYS
+ *         with NULL keys, lease above the maximum);
+ *         KVX_ERR_EXISTS (@p request_id is already published here);
+ *         KVX_ERR_STALE_HANDLE / KVX_ERR_BAD_STATE / KVX_ERR_OUT_OF_RANGE
+ *         (a block the caller does not hold READY: nothing pinned);
+ *         KVX_ERR_BAD_STATE (node shutting down, or @p ticket_p given and
+ *         the node has no listener); KVX_ERR_NO_SPACE (listen address too
+ *         long for a ticket); KVX_ERR_NO_MEMORY. On error nothing is
+ *         published.
+ */
+KVX_EXPORT kvx_status_t kvx_node_publish(kvx_node_h node,
+                                         const kvx_publish_params_t *params,
+                                         struct kvx_ticket *ticket_p);
+
+/**
+ * Withdraws a publication before its lease ends: the node drops its pins;
+ * reads in flight keep theirs until they end. Later pulls of the id get
+ * KVX_ERR_NOT_FOUND.
+ * @return KVX_OK; KVX_ERR_INVALID_PARAM (NULL node);
+ *         KVX_ERR_NOT_FOUND (not published, expired or withdrawn).
+ */
+KVX_EXPORT kvx_status_t kvx_node_unpublish(kvx_node_h node,
+                                           uint64_t request_id);
+
+/** Bits of kvx_pull_params_t::field_mask. */
+enum kvx_pull_param_field {
+    KVX_PULL_PARAM_FIELD_REQUEST_ID = 1u << 0, /**< required */
+    KVX_PULL_PARAM_FIELD_N_BLOCKS = 1u << 1,   /**< required */
+    KVX_PULL_PARAM_FIELD_KEYS = 1u << 2,       /**< local dedupe */
+    KVX_PULL_PARAM_FIELD_DEADLINE = 1u << 3,
+    KVX_PULL_PARAM_FIELD_FLAGS = 1u << 4
+};
+
+typedef struct kvx_pull_params {
+    uint64_t field_mask;
+    uint64_t request_id;         /**< as published on the holder (the
+                                      ticket's request_id); also the id
+                                      kvx_node_recv() collects here */
+    uint32_t n_blocks;           /**< blocks published, 1 .. 2^20 (must
+                                      match the publication) */
+    const kvx_block_key_t *keys; /**< KEYS: one per block (copied): blocks
+                                      this node already holds are pinned
+                                      and not read */
+    uint32_t deadline_ms;        /**< DEADLINE: from now (default 30000) */
+    uint32_t flags;              /**< FLAGS: 0 (KVX_XFER_FLAG_CHECKSUM is
+                                      not supported for pulls yet) */
+} kvx_pull_params_t;
+
+/**
+ * Starts pulling the blocks @p peer published under request_id:
+ * reserves local destination blocks (deduped by key), asks the holder for
+ * its refs, then reads the missing blocks (RMA get; over an AM endpoint the
+ * holder pushes them into the reservation), commits them locally (keys
+ * enter the prefix index) and tells the holder to drop its read hold
+ * (Release). The blocks are then collected with kvx_node_recv(request_id)
+ * like pushed ones (kvx_xfer_query() counts blocks read as blocks_sent).
+ *
+ * The transfer ends with KVX_OK, or: KVX_ERR_NOT_FOUND (the holder has no
+ * such publication: unknown, withdrawn or its lease expired);
+ * KVX_ERR_INVALID_PARAM (n_blocks differs from the publication);
+ * KVX_ERR_TIMEOUT (deadline); KVX_ERR_PEER_DOWN (the peer went away);
+ * KVX_ERR_ABORTED (kvx_xfer_abort()/kvx_xfer_release()); KVX_ERR_IO or
+ * another status of the data path. kvx_node_recv() then reports the same
+ * failure once.
+ *
+ * @param xfer_p receives the transfer; free it with kvx_xfer_release().
+ *               kvx_xfer_layer_ready() does not apply (INVALID_PARAM).
+ * @return KVX_OK (started); KVX_ERR_INVALID_PARAM (NULL, missing fields,
+ *         unknown bits, zero or too many blocks, KEYS with NULL keys);
+ *         KVX_ERR_NOT_SUPPORTED (KVX_XFER_FLAG_CHECKSUM or other flags);
+ *         KVX_ERR_BAD_STATE (peer not connected, node shutting down);
+ *         KVX_ERR_EXISTS (a transfer of request_id is live on this
+ *         node); KVX_ERR_NO_SPACE (not enough free blocks: nothing held);
+ *         KVX_ERR_NO_MEMORY. On error nothing is held.
+ */
+KVX_EXPORT kvx_status_t kvx_node_pull(kvx_node_h node, kvx_peer_h peer,
+                                      const kvx_pull_params_t *params,
+                                      kvx_xfer_h *xfer_p);
+
 /* ---- receiving ---- */
 
 /**
- * Collects the blocks of request @p request_id that arrived from any peer.
+ * Collects the blocks of request @p request_id that arrived from any peer
+ * (pushed to this node, or pulled by kvx_node_pull()).
  * On KVX_OK the caller holds one pin on each returned block (hits and
  * received blocks alike, in token order) and releases them with
  * kvx_alloc_unpin() on kvx_node_alloc(); the node forgets the request.
