@@ -75,6 +75,9 @@ const kvxd_opt_t kvxd_opts[] = {
              "control heartbeat interval; 3 missed = peer down"),
     OPT_UINT("lease_ms", lease_ms, "30000", 10, 86400000,
              "default lease of blocks reserved for an incoming transfer"),
+    OPT_UINT("hold_ms", hold_ms, "60000", 0, 86400000,
+             "release received blocks no engine collected after this; 0 = "
+             "never"),
     OPT_ENUM("log_level", log_level, "info", log_names,
              "most verbose level logged: error, warn, info, debug, trace"),
     {.name = NULL},

@@ -34,6 +34,7 @@ typedef struct kvxd_config {
     uint64_t model_id;
     uint64_t heartbeat_ms;
     uint64_t lease_ms;
+    uint64_t hold_ms;
     int transport; /* kvx_transport_t */
     int log_level; /* kvx_log_level_t */
 } kvxd_config_t;

@@ -397,7 +397,8 @@ static void kvxd_peer_failed(kvxd_peer_t *p, kvx_status_t st, uint64_t now)
     }
     kvxd_log(level, "peer %s: %s (try %u); retrying in %llu ms", p->addr,
              kvx_status_string(st), p->failures, (unsigned long long)delay);
-    p->peer = NULL; /* the node keeps the failed handle until it ends */
+    kvx_peer_close(p->peer); /* free the failed handle (NULL: no-op) */
+    p->peer = NULL;
     p->up = 0;
     p->retry_at_ns = now + delay * 1000000ull;
 }
@@ -463,12 +464,13 @@ static kvx_status_t kvxd_node_create(const kvxd_config_t *cfg,
         .field_mask =
             KVX_NODE_PARAM_FIELD_NODE_ID | KVX_NODE_PARAM_FIELD_LAYOUT |
             KVX_NODE_PARAM_FIELD_TRANSPORT | KVX_NODE_PARAM_FIELD_HEARTBEAT |
-            KVX_NODE_PARAM_FIELD_LEASE,
+            KVX_NODE_PARAM_FIELD_LEASE | KVX_NODE_PARAM_FIELD_HOLD,
         .node_id = cfg->node_id,
         .layout = &lp,
         .transport = (kvx_transport_t)cfg->transport,
         .heartbeat_ms = (uint32_t)cfg->heartbeat_ms,
         .lease_ms = (uint32_t)cfg->lease_ms,
+        .hold_ms = (uint32_t)cfg->hold_ms,
     };
 
     kvxd_layout_params(cfg, &lp);

@@ -21,7 +21,10 @@
     (KVX_NODE_PARAM_FIELD_NODE_ID | KVX_NODE_PARAM_FIELD_LAYOUT |              \
      KVX_NODE_PARAM_FIELD_LISTEN | KVX_NODE_PARAM_FIELD_UCX_TLS |              \
      KVX_NODE_PARAM_FIELD_TRANSPORT | KVX_NODE_PARAM_FIELD_SECRET |            \
-     KVX_NODE_PARAM_FIELD_HEARTBEAT | KVX_NODE_PARAM_FIELD_LEASE)
+     KVX_NODE_PARAM_FIELD_HEARTBEAT | KVX_NODE_PARAM_FIELD_LEASE |             \
+     KVX_NODE_PARAM_FIELD_HOLD)
+
+#define NODE_HOLD_MS_MAX 86400000u
 
 /* Bound on UCX progress rounds before giving the event loop a turn. */
 #define NODE_UCX_DRAIN_MAX 4096
@@ -70,6 +73,7 @@ static void node_deadlines(struct kvx_node *node)
 
     kvxi_xfer_check_deadlines(node, kvxi_node_now_ns(), &next);
     kvxi_rx_expire(node);
+    kvxi_rx_check_holds(node, kvxi_node_now_ns(), &next);
 }
 
 static void node_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -85,6 +89,7 @@ void kvxi_node_timer_rearm(struct kvx_node *node)
     struct timeval tv;
 
     kvxi_xfer_check_deadlines(node, 0, &next);
+    kvxi_rx_check_holds(node, 0, &next);
     if (kvx_alloc_next_deadline(node->alloc, &lease_next) == KVX_OK &&
         lease_next < next) {
         next = lease_next;
@@ -141,6 +146,10 @@ static kvx_status_t node_check_params(const kvx_node_params_t *p)
     }
     if ((p->field_mask & KVX_NODE_PARAM_FIELD_LEASE) &&
         p->lease_ms > KVXI_LEASE_MS_MAX) {
+        return KVX_ERR_INVALID_PARAM;
+    }
+    if ((p->field_mask & KVX_NODE_PARAM_FIELD_HOLD) &&
+        p->hold_ms > NODE_HOLD_MS_MAX) {
         return KVX_ERR_INVALID_PARAM;
     }
     return KVX_OK;
@@ -302,6 +311,8 @@ kvx_status_t kvx_node_create(const kvx_node_params_t *params,
                              params->lease_ms > 0
                          ? params->lease_ms
                          : KVXI_NODE_LEASE_MS_DEFAULT;
+    node->hold_ms =
+        (params->field_mask & KVX_NODE_PARAM_FIELD_HOLD) ? params->hold_ms : 0;
     node->base = event_base_new();
     if (node->base == NULL) {
         status = KVX_ERR_NO_MEMORY;

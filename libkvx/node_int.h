@@ -145,11 +145,13 @@ struct kvxi_rx {
     uint8_t *hit;
     uint64_t landed, data_bytes, max_bytes;
     int am_failed;
-    uint64_t commit_req_id;  /**< Commit waiting for AM bytes (0: none) */
-    uint64_t *checksums;     /**< the Commit's, one per missed block */
-    uint32_t n_checksums;    /**< 0 (none sent) or n_miss */
-    int pull;                /**< reserved by kvx_node_pull() */
-    struct kvx_xfer *pull_x; /**< PULL: the puller's transfer (or NULL) */
+    uint64_t commit_req_id;    /**< Commit waiting for AM bytes (0: none) */
+    uint64_t *checksums;       /**< the Commit's, one per missed block */
+    uint32_t n_checksums;      /**< 0 (none sent) or n_miss */
+    int pull;                  /**< reserved by kvx_node_pull() */
+    struct kvx_xfer *pull_x;   /**< PULL: the puller's transfer (or NULL) */
+    uint64_t hold_deadline_ns; /**< COMMITTED: released past it (rx_hold.c;
+                                    0: not started) */
 };
 
 typedef struct kvxi_pub kvxi_pub_t;
@@ -171,6 +173,7 @@ struct kvx_node {
     size_t secret_len;
     kvx_transport_t transport;
     uint32_t lease_ms;
+    uint32_t hold_ms; /**< kvx_node_params_t::hold_ms (0: forever) */
     int shutting_down;
     struct kvx_peer *peers;
     struct kvx_xfer *xfers;
@@ -254,6 +257,10 @@ void kvxi_pull_peer_down(struct kvx_peer *peer);
 /** Whether @p peer holds a read of one of our publications as @p tid. */
 int kvxi_pull_is_reader(struct kvx_peer *peer, uint64_t tid);
 void kvxi_pull_free_all(struct kvx_node *node);
+
+/* rx_hold.c: committed requests nobody collects within hold_ms are
+ * released (@p now 0: only computes the next deadline). */
+void kvxi_rx_check_holds(struct kvx_node *node, uint64_t now, uint64_t *next_p);
 
 /* xfer_recv.c */
 void kvxi_rx_link(struct kvx_node *node, kvxi_rx_t *rx);

@@ -325,6 +325,21 @@ void kvxi_peer_shutdown(struct kvx_peer *peer)
     peer_down(peer, KVX_ERR_PEER_DOWN);
 }
 
+void kvx_peer_close(kvx_peer_h peer)
+{
+    struct kvx_node *node;
+
+    if (peer == NULL) {
+        return;
+    }
+    node = peer->node;
+    kvxi_info("node %s: peer %s: closing", node->node_id, peer->addr);
+    kvxi_peer_shutdown(peer); /* idempotent on a peer that already failed */
+    peer_unlink(peer);
+    kvxi_peer_free(peer);
+    kvxi_node_timer_rearm(node);
+}
+
 void kvxi_peer_free(struct kvx_peer *peer)
 {
     if (peer == NULL) {

@@ -71,7 +71,8 @@ enum kvx_node_param_field {
     KVX_NODE_PARAM_FIELD_TRANSPORT = 1u << 4,
     KVX_NODE_PARAM_FIELD_SECRET = 1u << 5,
     KVX_NODE_PARAM_FIELD_HEARTBEAT = 1u << 6,
-    KVX_NODE_PARAM_FIELD_LEASE = 1u << 7
+    KVX_NODE_PARAM_FIELD_LEASE = 1u << 7,
+    KVX_NODE_PARAM_FIELD_HOLD = 1u << 8
 };
 
 typedef struct kvx_node_params {
@@ -101,6 +102,13 @@ typedef struct kvx_node_params {
     /** LEASE: default lease of blocks reserved for an incoming transfer,
         in ms, when the sender's deadline says less (default 30000). */
     uint32_t lease_ms;
+    /** HOLD: how long, in ms, a request whose blocks arrived (committed
+        here) waits for kvx_node_recv(). Past it the node releases the
+        request: its pins are dropped (keyed blocks become CACHED and still
+        serve dedupe, the others are freed), the request is forgotten and a
+        later kvx_node_recv() gets KVX_ERR_NOT_FOUND. Default 0: held until
+        collected. At most 86,400,000. */
+    uint32_t hold_ms;
 } kvx_node_params_t;
 
 /**
@@ -173,6 +181,18 @@ KVX_EXPORT kvx_transport_t kvx_peer_transport(kvx_peer_h peer);
 
 /** The peer's node id (empty until connected). */
 KVX_EXPORT const char *kvx_peer_name(kvx_peer_h peer);
+
+/**
+ * Disconnects @p peer and frees its handle, whatever its state (connecting,
+ * connected, or already failed). The remote node sees the connection
+ * close. Transfers to and from the peer end as when the connection drops:
+ * running pushes and pulls fail (KVX_ERR_PEER_DOWN, or KVX_ERR_ABORTED for
+ * ones already being aborted) and their handles stay valid until
+ * kvx_xfer_release(); incoming transfers not committed yet fail too.
+ * Requests already committed here stay collectable with kvx_node_recv().
+ * @p peer must not be used afterwards. NULL is a no-op.
+ */
+KVX_EXPORT void kvx_peer_close(kvx_peer_h peer);
 
 /* ---- stats ---- */
 

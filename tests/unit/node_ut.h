@@ -45,6 +45,7 @@ typedef struct nut_opts {
     uint32_t num_blocks;
     uint32_t head_dim;
     uint32_t lease_ms;
+    uint32_t hold_ms;
 } nut_opts_t;
 
 static inline kvx_status_t nut_node(const char *id, const nut_opts_t *o,
@@ -79,6 +80,10 @@ static inline kvx_status_t nut_node(const char *id, const nut_opts_t *o,
     if (o->lease_ms) {
         np.field_mask |= KVX_NODE_PARAM_FIELD_LEASE;
         np.lease_ms = o->lease_ms;
+    }
+    if (o->hold_ms) {
+        np.field_mask |= KVX_NODE_PARAM_FIELD_HOLD;
+        np.hold_ms = o->hold_ms;
     }
     return kvx_node_create(&np, node_p);
 }

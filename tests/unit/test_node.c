@@ -266,6 +266,61 @@ static void test_peer_stats(void)
     kvx_node_destroy(b);
 }
 
+static uint64_t peers_connected(kvx_node_h node)
+{
+    kvx_node_stats_t st;
+    uint64_t v = UINT64_MAX;
+
+    CU_ASSERT_EQUAL(kvx_node_stats(node, &st), KVX_OK);
+    CU_ASSERT(counter(&st, "peers.connected", &v));
+    return v;
+}
+
+/* kvx_peer_close(): a connected peer (the server sees the disconnect), a
+ * failed one, and NULL. */
+static void test_peer_close(void)
+{
+    kvx_node_h a, b;
+    kvx_peer_h p;
+    uint64_t end;
+    char addr[64];
+
+    CU_ASSERT_EQUAL_FATAL(nut_node("server", &opts_tcp, 1, &a), KVX_OK);
+    CU_ASSERT_EQUAL_FATAL(nut_node("client", &opts_tcp, 0, &b), KVX_OK);
+    CU_ASSERT_EQUAL_FATAL(kvx_node_connect(b, kvx_node_listen_addr(a), &p),
+                          KVX_OK);
+    CU_ASSERT_EQUAL_FATAL(nut_wait_peer(a, b, p), KVX_OK);
+    CU_ASSERT_EQUAL(peers_connected(a), 1);
+    CU_ASSERT_EQUAL(peers_connected(b), 1);
+    kvx_peer_close(p);
+    CU_ASSERT_EQUAL(peers_connected(b), 0);
+    end = kvx_clock_monotonic_ns(NULL) + NUT_WAIT_MS * 1000000ull;
+    while (peers_connected(a) != 0 && kvx_clock_monotonic_ns(NULL) < end) {
+        kvx_node_progress(a, 1);
+        kvx_node_progress(b, 0);
+    }
+    CU_ASSERT_EQUAL(peers_connected(a), 0);
+    /* reconnect works after a close */
+    CU_ASSERT_EQUAL_FATAL(kvx_node_connect(b, kvx_node_listen_addr(a), &p),
+                          KVX_OK);
+    CU_ASSERT_EQUAL(nut_wait_peer(a, b, p), KVX_OK);
+    /* a failed peer: its server went away */
+    snprintf(addr, sizeof(addr), "%s", kvx_node_listen_addr(a));
+    kvx_node_destroy(a);
+    end = kvx_clock_monotonic_ns(NULL) + NUT_WAIT_MS * 1000000ull;
+    while (kvx_peer_status(p) == KVX_OK && kvx_clock_monotonic_ns(NULL) < end) {
+        kvx_node_progress(b, 1);
+    }
+    CU_ASSERT(KVX_STATUS_IS_PEER(kvx_peer_status(p)));
+    kvx_peer_close(p);
+    CU_ASSERT_EQUAL_FATAL(kvx_node_connect(b, addr, &p), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_peer_wait(p, NUT_WAIT_MS), KVX_ERR_PEER_UNREACHABLE);
+    kvx_peer_close(p);
+    kvx_peer_close(NULL);
+    CU_ASSERT_EQUAL(peers_connected(b), 0);
+    kvx_node_destroy(b);
+}
+
 static const ut_test_t node_tests[] = {
     UT_TEST(test_node_create_params),
     UT_TEST(test_node_listen_port0),
@@ -280,6 +335,7 @@ static const ut_test_t peer_tests[] = {
     UT_TEST(test_peer_wrong_secret),
     UT_TEST(test_peer_unreachable),
     UT_TEST(test_peer_stats),
+    UT_TEST(test_peer_close),
     UT_END,
 };
 

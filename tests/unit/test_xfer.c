@@ -206,6 +206,49 @@ static void test_xfer_dedupe(void)
     pair_close(&p);
 }
 
+/* hold_ms: a committed request nobody collects is released; its keyed
+ * blocks stay CACHED and serve the next push's dedupe. */
+static void test_xfer_hold(void)
+{
+    nut_opts_t orx = {.tls = NUT_TLS_TCP, .num_blocks = N_MAX, .hold_ms = 200};
+    nut_opts_t otx = {.tls = NUT_TLS_TCP, .num_blocks = N_MAX};
+    kvx_block_ref_t src[4], got[4];
+    kvx_block_key_t keys[4];
+    kvx_xfer_attr_t attr;
+    kvx_alloc_attr_t a;
+    uint32_t n_got = 0;
+    kvx_xfer_h x;
+    pair_t p;
+
+    memset(keys, 0, sizeof(keys));
+    for (int i = 0; i < 4; i++) {
+        keys[i].bytes[0] = (uint8_t)(i + 1);
+        keys[i].bytes[15] = 0x6b;
+    }
+    pair_open(&p, &orx, &otx);
+    make_src(p.tx, 4, src, 200);
+    x = push(&p, 5, src, 4, keys, 0, 0);
+    CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_OK);
+    kvx_xfer_release(x);
+    kvx_alloc_query(kvx_node_alloc(p.rx), &a);
+    CU_ASSERT_EQUAL(a.n_ready, 4); /* held for the engine */
+    nut_spin(p.tx, p.rx, 400);
+    kvx_alloc_query(kvx_node_alloc(p.rx), &a);
+    CU_ASSERT_EQUAL(a.n_cached, 4);
+    CU_ASSERT_EQUAL(a.n_ready, 0);
+    CU_ASSERT_EQUAL(kvx_node_recv(p.rx, 5, 0, got, 4, &n_got),
+                    KVX_ERR_NOT_FOUND);
+    x = push(&p, 6, src, 4, keys, 0, 0);
+    CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_OK);
+    kvx_xfer_query(x, &attr);
+    CU_ASSERT_EQUAL(attr.blocks_hit, 4);
+    CU_ASSERT_EQUAL(attr.blocks_sent, 0);
+    kvx_xfer_release(x);
+    check_recv(&p, 6, src, 4);
+    unpin_all(p.tx, src, 4);
+    pair_close(&p);
+}
+
 static uint64_t wait_bytes_ms(pair_t *p, kvx_xfer_h x, uint64_t want,
                               uint32_t ms)
 {
@@ -624,6 +667,7 @@ static const ut_test_t xfer_tests[] = {
     UT_TEST(test_xfer_push_shm_rma),
     UT_TEST(test_xfer_push_forced),
     UT_TEST(test_xfer_dedupe),
+    UT_TEST(test_xfer_hold),
     UT_TEST(test_xfer_layerwise),
     UT_TEST(test_xfer_no_space),
     UT_TEST(test_xfer_deadline),
