@@ -158,4 +158,44 @@ static inline int nut_init(void)
     return 1;
 }
 
+/* Blocks a reservation could take now (FREE + CACHED). */
+static inline uint32_t nut_n_free(kvx_node_h node)
+{
+    kvx_alloc_attr_t a;
+
+    kvx_alloc_query(kvx_node_alloc(node), &a);
+    return a.n_free + a.n_cached;
+}
+
+/* Reserves, fills and commits @p n source blocks (READY, one pin each). */
+static inline void nut_make_src(kvx_node_h node, uint32_t n,
+                                kvx_block_ref_t *refs, uint32_t seed)
+{
+    kvx_alloc_h alloc = kvx_node_alloc(node);
+    uint64_t bb = kvx_node_layout(node)->block_bytes;
+    kvx_lease_id_t lease;
+
+    CU_ASSERT_EQUAL_FATAL(
+        kvx_alloc_reserve(alloc, n,
+                          kvx_clock_monotonic_ns(NULL) + 60000000000ull, &lease,
+                          refs),
+        KVX_OK);
+    CU_ASSERT_EQUAL_FATAL(kvx_alloc_lease_commit(alloc, lease), KVX_OK);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t *w = kvx_pool_block_addr(kvx_node_pool(node), refs[i].block);
+
+        for (uint64_t j = 0; j < bb / 4; j++) {
+            w[j] = (seed + i) * 2654435761u ^ (uint32_t)j;
+        }
+    }
+}
+
+static inline void nut_unpin_all(kvx_node_h node, const kvx_block_ref_t *refs,
+                                 uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        CU_ASSERT_EQUAL(kvx_alloc_unpin(kvx_node_alloc(node), refs[i]), KVX_OK);
+    }
+}
+
 #endif /* KVX_TEST_NODE_UT_H */

@@ -32,43 +32,6 @@ static void pair_connect(pair_t *p, const kvx_ticket_t *t)
     CU_ASSERT_EQUAL_FATAL(nut_wait_peer(p->hold, p->pull, p->peer), KVX_OK);
 }
 
-static uint32_t n_free(kvx_node_h node)
-{
-    kvx_alloc_attr_t a;
-
-    kvx_alloc_query(kvx_node_alloc(node), &a);
-    return a.n_free + a.n_cached;
-}
-
-static void make_src(kvx_node_h node, uint32_t n, kvx_block_ref_t *refs,
-                     uint32_t seed)
-{
-    kvx_alloc_h alloc = kvx_node_alloc(node);
-    uint64_t bb = kvx_node_layout(node)->block_bytes;
-    kvx_lease_id_t lease;
-
-    CU_ASSERT_EQUAL_FATAL(
-        kvx_alloc_reserve(alloc, n,
-                          kvx_clock_monotonic_ns(NULL) + 60000000000ull, &lease,
-                          refs),
-        KVX_OK);
-    CU_ASSERT_EQUAL_FATAL(kvx_alloc_lease_commit(alloc, lease), KVX_OK);
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t *w = kvx_pool_block_addr(kvx_node_pool(node), refs[i].block);
-
-        for (uint64_t j = 0; j < bb / 4; j++) {
-            w[j] = (seed + i) * 2654435761u ^ (uint32_t)j;
-        }
-    }
-}
-
-static void unpin_all(kvx_node_h node, const kvx_block_ref_t *refs, uint32_t n)
-{
-    for (uint32_t i = 0; i < n; i++) {
-        CU_ASSERT_EQUAL(kvx_alloc_unpin(kvx_node_alloc(node), refs[i]), KVX_OK);
-    }
-}
-
 static kvx_status_t publish(pair_t *p, uint64_t rid, const kvx_block_ref_t *b,
                             uint32_t n, uint32_t lease_ms, kvx_ticket_t *t)
 {
@@ -128,7 +91,7 @@ static void check_recv(pair_t *p, uint64_t rid, const kvx_block_ref_t *src,
 
         CU_ASSERT(memcmp(a, b, p->bb) == 0);
     }
-    unpin_all(p->pull, got, n_got);
+    nut_unpin_all(p->pull, got, n_got);
     CU_ASSERT_EQUAL(kvx_node_recv(p->pull, rid, 0, got, N_MAX, &n_got),
                     KVX_ERR_NOT_FOUND);
 }
@@ -145,9 +108,9 @@ static void pull_roundtrip(const char *tls, kvx_transport_t expect)
     pair_t p;
 
     pair_open(&p, &o);
-    free_h = n_free(p.hold);
-    free_p = n_free(p.pull);
-    make_src(p.hold, 48, src, 7);
+    free_h = nut_n_free(p.hold);
+    free_p = nut_n_free(p.pull);
+    nut_make_src(p.hold, 48, src, 7);
     CU_ASSERT_EQUAL(publish(&p, 42, src, 48, 0, &t), KVX_OK);
     CU_ASSERT_EQUAL(publish(&p, 42, src, 48, 0, NULL), KVX_ERR_EXISTS);
     CU_ASSERT_EQUAL(kvx_ticket_format(&t, text, sizeof(text), NULL), KVX_OK);
@@ -166,9 +129,9 @@ static void pull_roundtrip(const char *tls, kvx_transport_t expect)
     nut_spin(p.pull, p.hold, 50); /* Release reaches the holder */
     CU_ASSERT_EQUAL(kvx_node_unpublish(p.hold, 42), KVX_OK);
     CU_ASSERT_EQUAL(kvx_node_unpublish(p.hold, 42), KVX_ERR_NOT_FOUND);
-    unpin_all(p.hold, src, 48);
-    CU_ASSERT_EQUAL(n_free(p.hold), free_h);
-    CU_ASSERT_EQUAL(n_free(p.pull), free_p);
+    nut_unpin_all(p.hold, src, 48);
+    CU_ASSERT_EQUAL(nut_n_free(p.hold), free_h);
+    CU_ASSERT_EQUAL(nut_n_free(p.pull), free_p);
     kvx_node_destroy(p.pull);
     kvx_node_destroy(p.hold);
 }
@@ -200,11 +163,11 @@ static void dedupe(const char *tls)
         keys[i].bytes[15] = 0xa5;
     }
     pair_open(&p, &o);
-    free_h = n_free(p.hold);
-    make_src(p.hold, 6, src, 100);
+    free_h = nut_n_free(p.hold);
+    nut_make_src(p.hold, 6, src, 100);
     CU_ASSERT_EQUAL(publish(&p, 1, src, 4, 0, &t), KVX_OK);
     pair_connect(&p, &t);
-    free_p = n_free(p.pull);
+    free_p = nut_n_free(p.pull);
     x = pull(&p, 1, 4, keys, 0);
     CU_ASSERT_EQUAL(nut_wait_xfer(p.pull, p.hold, x, NUT_WAIT_MS), KVX_OK);
     kvx_xfer_query(x, &attr);
@@ -224,9 +187,9 @@ static void dedupe(const char *tls)
     nut_spin(p.pull, p.hold, 50);
     CU_ASSERT_EQUAL(kvx_node_unpublish(p.hold, 1), KVX_OK);
     CU_ASSERT_EQUAL(kvx_node_unpublish(p.hold, 2), KVX_OK);
-    unpin_all(p.hold, src, 6);
-    CU_ASSERT_EQUAL(n_free(p.hold), free_h);
-    CU_ASSERT_EQUAL(n_free(p.pull), free_p);
+    nut_unpin_all(p.hold, src, 6);
+    CU_ASSERT_EQUAL(nut_n_free(p.hold), free_h);
+    CU_ASSERT_EQUAL(nut_n_free(p.pull), free_p);
     kvx_node_destroy(p.pull);
     kvx_node_destroy(p.hold);
 }
@@ -251,12 +214,12 @@ static void test_pull_not_found(void)
     pair_t p;
 
     pair_open(&p, &o);
-    free_h = n_free(p.hold);
-    make_src(p.hold, 2, src, 3);
+    free_h = nut_n_free(p.hold);
+    nut_make_src(p.hold, 2, src, 3);
     /* unknown id */
     CU_ASSERT_EQUAL(publish(&p, 5, src, 2, 0, &t), KVX_OK);
     pair_connect(&p, &t);
-    free_p = n_free(p.pull);
+    free_p = nut_n_free(p.pull);
     x = pull(&p, 6, 2, NULL, 0);
     CU_ASSERT_EQUAL(nut_wait_xfer(p.pull, p.hold, x, NUT_WAIT_MS),
                     KVX_ERR_NOT_FOUND);
@@ -270,7 +233,7 @@ static void test_pull_not_found(void)
     kvx_xfer_release(x);
     CU_ASSERT_EQUAL(kvx_node_recv(p.pull, 5, 0, got, 2, &n),
                     KVX_ERR_INVALID_PARAM);
-    CU_ASSERT_EQUAL(n_free(p.pull), free_p);
+    CU_ASSERT_EQUAL(nut_n_free(p.pull), free_p);
     /* withdrawn */
     CU_ASSERT_EQUAL(kvx_node_unpublish(p.hold, 5), KVX_OK);
     x = pull(&p, 5, 2, NULL, 0);
@@ -278,9 +241,9 @@ static void test_pull_not_found(void)
                     KVX_ERR_NOT_FOUND);
     kvx_xfer_release(x);
     CU_ASSERT_EQUAL(kvx_node_recv(p.pull, 5, 0, got, 2, &n), KVX_ERR_NOT_FOUND);
-    CU_ASSERT_EQUAL(n_free(p.pull), free_p);
-    unpin_all(p.hold, src, 2);
-    CU_ASSERT_EQUAL(n_free(p.hold), free_h);
+    CU_ASSERT_EQUAL(nut_n_free(p.pull), free_p);
+    nut_unpin_all(p.hold, src, 2);
+    CU_ASSERT_EQUAL(nut_n_free(p.hold), free_h);
     kvx_node_destroy(p.pull);
     kvx_node_destroy(p.hold);
 }
@@ -295,14 +258,14 @@ static void test_pull_lease_expired(void)
     pair_t p;
 
     pair_open(&p, &o);
-    free_h = n_free(p.hold);
-    make_src(p.hold, 3, src, 9);
+    free_h = nut_n_free(p.hold);
+    nut_make_src(p.hold, 3, src, 9);
     CU_ASSERT_EQUAL(publish(&p, 77, src, 3, 100, &t), KVX_OK);
     pair_connect(&p, &t);
-    free_p = n_free(p.pull);
+    free_p = nut_n_free(p.pull);
     nut_spin(p.hold, p.pull, 300); /* the lease ends before the pull */
-    unpin_all(p.hold, src, 3);
-    CU_ASSERT_EQUAL(n_free(p.hold), free_h); /* nothing pinned any more */
+    nut_unpin_all(p.hold, src, 3);
+    CU_ASSERT_EQUAL(nut_n_free(p.hold), free_h); /* nothing pinned any more */
     x = pull(&p, 77, 3, NULL, 0);
     CU_ASSERT_EQUAL(nut_wait_xfer(p.pull, p.hold, x, NUT_WAIT_MS),
                     KVX_ERR_NOT_FOUND);
@@ -310,7 +273,7 @@ static void test_pull_lease_expired(void)
     CU_ASSERT_EQUAL(kvx_node_recv(p.pull, 77, 0, got, 3, &n),
                     KVX_ERR_NOT_FOUND);
     CU_ASSERT_EQUAL(kvx_node_unpublish(p.hold, 77), KVX_ERR_NOT_FOUND);
-    CU_ASSERT_EQUAL(n_free(p.pull), free_p);
+    CU_ASSERT_EQUAL(nut_n_free(p.pull), free_p);
     kvx_node_destroy(p.pull);
     kvx_node_destroy(p.hold);
 }
@@ -326,20 +289,20 @@ static void peer_down(const char *tls)
     pair_t p;
 
     pair_open(&p, &o);
-    make_src(p.hold, 8, src, 21);
+    nut_make_src(p.hold, 8, src, 21);
     CU_ASSERT_EQUAL(publish(&p, 9, src, 8, 0, &t), KVX_OK);
     pair_connect(&p, &t);
-    free_p = n_free(p.pull);
+    free_p = nut_n_free(p.pull);
     x = pull(&p, 9, 8, NULL, 5000);
     kvx_node_progress(p.pull, 0); /* the request is out, unanswered */
-    CU_ASSERT(n_free(p.pull) < free_p);
+    CU_ASSERT(nut_n_free(p.pull) < free_p);
     kvx_node_destroy(p.hold);
     t0 = kvx_clock_monotonic_ns(NULL);
     CU_ASSERT_EQUAL(kvx_xfer_wait(x, NUT_WAIT_MS), KVX_ERR_PEER_DOWN);
     CU_ASSERT(kvx_clock_monotonic_ns(NULL) - t0 < 5000000000ull);
     kvx_xfer_release(x);
     CU_ASSERT_EQUAL(kvx_node_recv(p.pull, 9, 0, got, 8, &n), KVX_ERR_PEER_DOWN);
-    CU_ASSERT_EQUAL(n_free(p.pull), free_p);
+    CU_ASSERT_EQUAL(nut_n_free(p.pull), free_p);
     kvx_node_destroy(p.pull);
 }
 
@@ -370,7 +333,7 @@ static void test_pull_params(void)
     pair_t p;
 
     pair_open(&p, &o);
-    make_src(p.hold, 1, src, 1);
+    nut_make_src(p.hold, 1, src, 1);
     CU_ASSERT_EQUAL(publish(&p, 1, src, 0, 0, &t), KVX_ERR_INVALID_PARAM);
     CU_ASSERT_EQUAL(kvx_node_publish(p.hold, NULL, &t), KVX_ERR_INVALID_PARAM);
     CU_ASSERT_EQUAL(publish(&p, 1, src, 1, 0, &t), KVX_OK);
@@ -384,7 +347,7 @@ static void test_pull_params(void)
                     KVX_ERR_INVALID_PARAM);
     CU_ASSERT_PTR_NULL(x);
     CU_ASSERT_EQUAL(kvx_node_unpublish(NULL, 1), KVX_ERR_INVALID_PARAM);
-    unpin_all(p.hold, src, 1);
+    nut_unpin_all(p.hold, src, 1);
     kvx_node_destroy(p.pull);
     kvx_node_destroy(p.hold); /* frees the live publication */
 }

@@ -36,44 +36,6 @@ static void pair_close(pair_t *p)
     kvx_node_destroy(p->rx);
 }
 
-static uint32_t n_free(kvx_node_h node)
-{
-    kvx_alloc_attr_t a;
-
-    kvx_alloc_query(kvx_node_alloc(node), &a);
-    return a.n_free + a.n_cached;
-}
-
-/* Reserves, fills and commits @p n source blocks (READY, one pin each). */
-static void make_src(kvx_node_h node, uint32_t n, kvx_block_ref_t *refs,
-                     uint32_t seed)
-{
-    kvx_alloc_h alloc = kvx_node_alloc(node);
-    uint64_t bb = kvx_node_layout(node)->block_bytes;
-    kvx_lease_id_t lease;
-
-    CU_ASSERT_EQUAL_FATAL(
-        kvx_alloc_reserve(alloc, n,
-                          kvx_clock_monotonic_ns(NULL) + 60000000000ull, &lease,
-                          refs),
-        KVX_OK);
-    CU_ASSERT_EQUAL_FATAL(kvx_alloc_lease_commit(alloc, lease), KVX_OK);
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t *w = kvx_pool_block_addr(kvx_node_pool(node), refs[i].block);
-
-        for (uint64_t j = 0; j < bb / 4; j++) {
-            w[j] = (seed + i) * 2654435761u ^ (uint32_t)j;
-        }
-    }
-}
-
-static void unpin_all(kvx_node_h node, const kvx_block_ref_t *refs, uint32_t n)
-{
-    for (uint32_t i = 0; i < n; i++) {
-        CU_ASSERT_EQUAL(kvx_alloc_unpin(kvx_node_alloc(node), refs[i]), KVX_OK);
-    }
-}
-
 /* Collects request @p rid on the receiver and compares every block. */
 static void check_recv(pair_t *p, uint64_t rid, const kvx_block_ref_t *src,
                        uint32_t n)
@@ -90,7 +52,7 @@ static void check_recv(pair_t *p, uint64_t rid, const kvx_block_ref_t *src,
 
         CU_ASSERT(memcmp(a, b, p->bb) == 0);
     }
-    unpin_all(p->rx, got, n_got);
+    nut_unpin_all(p->rx, got, n_got);
     CU_ASSERT_EQUAL(kvx_node_recv(p->rx, rid, 0, got, N_MAX, &n_got),
                     KVX_ERR_NOT_FOUND);
 }
@@ -133,9 +95,9 @@ static void push_roundtrip(const char *tls, kvx_transport_t force,
 
     pair_open(&p, &o, &o);
     CU_ASSERT_EQUAL(kvx_peer_transport(p.peer), expect);
-    free_rx = n_free(p.rx);
-    free_tx = n_free(p.tx);
-    make_src(p.tx, 48, src, 7);
+    free_rx = nut_n_free(p.rx);
+    free_tx = nut_n_free(p.tx);
+    nut_make_src(p.tx, 48, src, 7);
     x = push(&p, 42, src, 48, NULL, 0, 0);
     CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_OK);
     CU_ASSERT_EQUAL(kvx_xfer_query(x, &attr), KVX_OK);
@@ -148,9 +110,9 @@ static void push_roundtrip(const char *tls, kvx_transport_t force,
     }
     kvx_xfer_release(x);
     check_recv(&p, 42, src, 48);
-    unpin_all(p.tx, src, 48);
-    CU_ASSERT_EQUAL(n_free(p.tx), free_tx);
-    CU_ASSERT_EQUAL(n_free(p.rx), free_rx);
+    nut_unpin_all(p.tx, src, 48);
+    CU_ASSERT_EQUAL(nut_n_free(p.tx), free_tx);
+    CU_ASSERT_EQUAL(nut_n_free(p.rx), free_rx);
     pair_close(&p);
 }
 
@@ -186,7 +148,7 @@ static void test_xfer_dedupe(void)
         keys[i].bytes[15] = 0x5a;
     }
     pair_open(&p, &o, &o);
-    make_src(p.tx, 6, src, 100);
+    nut_make_src(p.tx, 6, src, 100);
     x = push(&p, 1, src, 4, keys, 0, 0);
     CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_OK);
     kvx_xfer_query(x, &attr);
@@ -202,7 +164,7 @@ static void test_xfer_dedupe(void)
     kvx_xfer_release(x);
     check_recv(&p, 2, src, 6);
     CU_ASSERT_EQUAL(p.rx->stats.dedupe_hit_blocks, 4);
-    unpin_all(p.tx, src, 6);
+    nut_unpin_all(p.tx, src, 6);
     pair_close(&p);
 }
 
@@ -226,7 +188,7 @@ static void test_xfer_hold(void)
         keys[i].bytes[15] = 0x6b;
     }
     pair_open(&p, &orx, &otx);
-    make_src(p.tx, 4, src, 200);
+    nut_make_src(p.tx, 4, src, 200);
     x = push(&p, 5, src, 4, keys, 0, 0);
     CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_OK);
     kvx_xfer_release(x);
@@ -245,7 +207,7 @@ static void test_xfer_hold(void)
     CU_ASSERT_EQUAL(attr.blocks_sent, 0);
     kvx_xfer_release(x);
     check_recv(&p, 6, src, 4);
-    unpin_all(p.tx, src, 4);
+    nut_unpin_all(p.tx, src, 4);
     pair_close(&p);
 }
 
@@ -280,7 +242,7 @@ static void layerwise(const char *tls)
 
     pair_open(&p, &o, &o);
     layer_bytes = 8 * p.bb / 4;
-    make_src(p.tx, 8, src, 3);
+    nut_make_src(p.tx, 8, src, 3);
     x = push(&p, 9, src, 8, NULL, 0, KVX_XFER_FLAG_LAYERWISE);
     CU_ASSERT_EQUAL(wait_bytes_ms(&p, x, 1, 200), 0); /* nothing announced */
     CU_ASSERT_EQUAL(kvx_xfer_layer_ready(x, 1), KVX_OK);
@@ -295,7 +257,7 @@ static void layerwise(const char *tls)
     CU_ASSERT_EQUAL(kvx_xfer_layer_ready(x, 4), KVX_ERR_BAD_STATE);
     kvx_xfer_release(x);
     check_recv(&p, 9, src, 8);
-    unpin_all(p.tx, src, 8);
+    nut_unpin_all(p.tx, src, 8);
     pair_close(&p);
 }
 
@@ -315,16 +277,16 @@ static void test_xfer_no_space(void)
     pair_t p;
 
     pair_open(&p, &orx, &otx);
-    free_rx = n_free(p.rx);
-    free_tx = n_free(p.tx);
-    make_src(p.tx, 8, src, 1);
+    free_rx = nut_n_free(p.rx);
+    free_tx = nut_n_free(p.tx);
+    nut_make_src(p.tx, 8, src, 1);
     x = push(&p, 5, src, 8, NULL, 0, 0);
     CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS),
                     KVX_ERR_NO_SPACE);
     kvx_xfer_release(x);
-    unpin_all(p.tx, src, 8);
-    CU_ASSERT_EQUAL(n_free(p.tx), free_tx);
-    CU_ASSERT_EQUAL(n_free(p.rx), free_rx);
+    nut_unpin_all(p.tx, src, 8);
+    CU_ASSERT_EQUAL(nut_n_free(p.tx), free_tx);
+    CU_ASSERT_EQUAL(nut_n_free(p.rx), free_rx);
     CU_ASSERT_EQUAL(kvx_node_recv(p.rx, 5, 0, NULL, 0, &n), KVX_ERR_NOT_FOUND);
     pair_close(&p);
 }
@@ -334,11 +296,11 @@ static int wait_free(pair_t *p, uint32_t want)
 {
     uint64_t end = kvx_clock_monotonic_ns(NULL) + NUT_WAIT_MS * 1000000ull;
 
-    while (n_free(p->rx) != want && kvx_clock_monotonic_ns(NULL) < end) {
+    while (nut_n_free(p->rx) != want && kvx_clock_monotonic_ns(NULL) < end) {
         kvx_node_progress(p->tx, 0);
         kvx_node_progress(p->rx, 1);
     }
-    return n_free(p->rx) == want;
+    return nut_n_free(p->rx) == want;
 }
 
 static void test_xfer_deadline(void)
@@ -351,9 +313,9 @@ static void test_xfer_deadline(void)
     pair_t p;
 
     pair_open(&p, &o, &o);
-    free_rx = n_free(p.rx);
-    free_tx = n_free(p.tx);
-    make_src(p.tx, 4, src, 11);
+    free_rx = nut_n_free(p.rx);
+    free_tx = nut_n_free(p.tx);
+    nut_make_src(p.tx, 4, src, 11);
     t0 = kvx_clock_monotonic_ns(NULL);
     x = push(&p, 77, src, 4, NULL, 200, KVX_XFER_FLAG_LAYERWISE);
     CU_ASSERT_EQUAL(kvx_xfer_layer_ready(x, 1), KVX_OK);
@@ -363,8 +325,8 @@ static void test_xfer_deadline(void)
     CU_ASSERT_EQUAL(kvx_node_recv(p.rx, 77, 0, NULL, 0, &n), KVX_ERR_TIMEOUT);
     CU_ASSERT_EQUAL(kvx_node_recv(p.rx, 77, 0, NULL, 0, &n), KVX_ERR_NOT_FOUND);
     kvx_xfer_release(x);
-    unpin_all(p.tx, src, 4);
-    CU_ASSERT_EQUAL(n_free(p.tx), free_tx);
+    nut_unpin_all(p.tx, src, 4);
+    CU_ASSERT_EQUAL(nut_n_free(p.tx), free_tx);
     pair_close(&p);
 }
 
@@ -377,8 +339,8 @@ static void test_xfer_sender_abort(void)
     pair_t p;
 
     pair_open(&p, &o, &o);
-    free_rx = n_free(p.rx);
-    make_src(p.tx, 4, src, 12);
+    free_rx = nut_n_free(p.rx);
+    nut_make_src(p.tx, 4, src, 12);
     x = push(&p, 78, src, 4, NULL, 0, KVX_XFER_FLAG_LAYERWISE);
     kvx_xfer_layer_ready(x, 2);
     wait_bytes(&p, x, 2 * p.bb);
@@ -388,7 +350,7 @@ static void test_xfer_sender_abort(void)
     CU_ASSERT(wait_free(&p, free_rx));
     CU_ASSERT_EQUAL(kvx_node_recv(p.rx, 78, 0, NULL, 0, &n), KVX_ERR_ABORTED);
     kvx_xfer_release(x);
-    unpin_all(p.tx, src, 4);
+    nut_unpin_all(p.tx, src, 4);
     pair_close(&p);
 }
 
@@ -402,8 +364,8 @@ static void test_xfer_peer_down(void)
     pair_t p;
 
     pair_open(&p, &o, &o);
-    free_tx = n_free(p.tx);
-    make_src(p.tx, 4, src, 13);
+    free_tx = nut_n_free(p.tx);
+    nut_make_src(p.tx, 4, src, 13);
     x = push(&p, 79, src, 4, NULL, 5000, KVX_XFER_FLAG_LAYERWISE);
     kvx_xfer_layer_ready(x, 1);
     wait_bytes(&p, x, p.bb);
@@ -413,8 +375,8 @@ static void test_xfer_peer_down(void)
     CU_ASSERT(kvx_clock_monotonic_ns(NULL) - t0 < 5000000000ull);
     CU_ASSERT_EQUAL(kvx_peer_status(p.peer), KVX_ERR_PEER_DOWN);
     kvx_xfer_release(x);
-    unpin_all(p.tx, src, 4);
-    CU_ASSERT_EQUAL(n_free(p.tx), free_tx);
+    nut_unpin_all(p.tx, src, 4);
+    CU_ASSERT_EQUAL(nut_n_free(p.tx), free_tx);
     kvx_node_destroy(p.tx);
 }
 
@@ -433,8 +395,8 @@ static void test_xfer_stale_ref(void)
     pair_t p;
 
     pair_open(&p, &o, &o);
-    free_rx = n_free(p.rx);
-    make_src(p.tx, 2, src, 14);
+    free_rx = nut_n_free(p.rx);
+    nut_make_src(p.tx, 2, src, 14);
     bad[0] = src[0];
     bad[1] = src[1];
     bad[1].gen++;
@@ -452,10 +414,10 @@ static void test_xfer_stale_ref(void)
                     KVX_ERR_INVALID_PARAM);
     nut_spin(p.tx, p.rx, 50);
     CU_ASSERT_EQUAL(kvx_node_recv(p.rx, 80, 0, NULL, 0, &n), KVX_ERR_NOT_FOUND);
-    CU_ASSERT_EQUAL(n_free(p.rx), free_rx);
+    CU_ASSERT_EQUAL(nut_n_free(p.rx), free_rx);
     CU_ASSERT_EQUAL(p.tx->stats.bytes_sent, 0);
     /* the source pins are unchanged: one each */
-    unpin_all(p.tx, src, 2);
+    nut_unpin_all(p.tx, src, 2);
     CU_ASSERT_EQUAL(kvx_node_recv(p.rx, 12345, 0, NULL, 0, &n),
                     KVX_ERR_NOT_FOUND);
     pair_close(&p);
@@ -490,7 +452,7 @@ static void test_xfer_malicious_am(void)
     pair_t p;
 
     pair_open(&p, &o, &o);
-    make_src(p.tx, 2, src, 15);
+    nut_make_src(p.tx, 2, src, 15);
     x = push(&p, 81, src, 2, NULL, 0, KVX_XFER_FLAG_LAYERWISE);
     nut_spin(p.tx, p.rx, 50);
     CU_ASSERT_EQUAL_FATAL(x->state, KVXI_XFER_RUNNING);
@@ -532,7 +494,7 @@ static void test_xfer_malicious_am(void)
     CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_OK);
     kvx_xfer_release(x);
     check_recv(&p, 81, src, 2);
-    unpin_all(p.tx, src, 2);
+    nut_unpin_all(p.tx, src, 2);
     pair_close(&p);
 }
 
@@ -554,7 +516,7 @@ static void checksum_ok(const char *tls, uint32_t flags)
         keys[i].bytes[1] = (uint8_t)flags;
     }
     pair_open(&p, &o, &o);
-    make_src(p.tx, 6, src, 21);
+    nut_make_src(p.tx, 6, src, 21);
     x = push(&p, 30, src, 4, keys, 0, flags | KVX_XFER_FLAG_CHECKSUM);
     if (flags & KVX_XFER_FLAG_LAYERWISE) {
         for (uint32_t l = 1; l <= 4; l++) {
@@ -586,7 +548,7 @@ static void checksum_ok(const char *tls, uint32_t flags)
     CU_ASSERT_EQUAL(st.blocks_total, N_MAX);
     CU_ASSERT_EQUAL(kvx_node_stats(p.tx, &st), KVX_OK);
     CU_ASSERT_EQUAL(st.bytes_sent, 6 * p.bb);
-    unpin_all(p.tx, src, 6);
+    nut_unpin_all(p.tx, src, 6);
     pair_close(&p);
 }
 
@@ -610,8 +572,8 @@ static void checksum_corrupt(const char *tls)
     pair_t p;
 
     pair_open(&p, &o, &o);
-    free_rx = n_free(p.rx);
-    make_src(p.tx, 4, src, 22);
+    free_rx = nut_n_free(p.rx);
+    nut_make_src(p.tx, 4, src, 22);
     kvxi_xfer_test_corrupt(p.rx, 1);
     x = push(&p, 40, src, 4, NULL, 0, KVX_XFER_FLAG_CHECKSUM);
     CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_ERR_CORRUPT);
@@ -637,13 +599,13 @@ static void checksum_corrupt(const char *tls)
         kvx_block_ref_t got[4];
 
         CU_ASSERT_EQUAL(kvx_node_recv(p.rx, 41, 0, got, 4, &n), KVX_OK);
-        unpin_all(p.rx, got, n);
+        nut_unpin_all(p.rx, got, n);
     }
     x = push(&p, 42, src, 4, NULL, 0, KVX_XFER_FLAG_CHECKSUM);
     CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_OK);
     kvx_xfer_release(x);
     check_recv(&p, 42, src, 4);
-    unpin_all(p.tx, src, 4);
+    nut_unpin_all(p.tx, src, 4);
     pair_close(&p);
 }
 
