@@ -186,6 +186,9 @@ static kvx_status_t node_init_memory(struct kvx_node *node,
     node->pool_base = attr.base;
     ap.block_count = node->layout.num_blocks;
     status = kvx_alloc_create(&ap, &node->alloc);
+    if (status == KVX_OK) {
+        status = kvx_plan_create(&node->plan);
+    }
     if (status != KVX_OK) {
         return status;
     }
@@ -391,6 +394,7 @@ void kvx_node_destroy(kvx_node_h node)
     }
     free(node->rx_slots);
     free(node->owner);
+    kvx_plan_destroy(node->plan);
     kvx_alloc_destroy(node->alloc);
     kvx_pool_destroy(node->pool);
     if (node->secret != NULL) {

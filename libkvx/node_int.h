@@ -81,6 +81,19 @@ typedef struct kvxi_xfer_post {
     struct kvxi_xfer_post *next;
 } kvxi_xfer_post_t;
 
+/**
+ * Copies @p n segments into a new post of @p x, starts it on the peer's
+ * endpoint (@p dir, AM/RMA @p transfer_id, completion @p cb with the post as
+ * its argument) and links it into x->post_list.
+ * @return KVX_OK; KVX_ERR_NO_MEMORY; the errors of kvxi_ucx_post().
+ */
+kvx_status_t kvxi_xfer_post(struct kvx_xfer *x, kvxi_ucx_dir_t dir,
+                            const kvx_segment_t *segs, size_t n,
+                            uint64_t transfer_id, kvxi_ucx_post_cb_t cb);
+
+/** Unlinks a completed post from its transfer (x->posts drops by one). */
+void kvxi_xfer_post_unlink(kvxi_xfer_post_t *p);
+
 struct kvx_xfer {
     struct kvx_node *node;
     struct kvx_peer *peer;        /**< NULL once the peer was torn down */
@@ -161,6 +174,7 @@ struct kvx_node {
     kvx_layout_t layout;
     kvx_pool_h pool;
     kvx_alloc_h alloc;
+    kvx_plan_h plan; /* reused by every post: no allocation once warm */
     uint8_t *pool_base;
     kvxi_ucx_h ucx;
     kvxi_ucx_mem_h mem;
@@ -197,6 +211,18 @@ void kvxi_peer_free(struct kvx_peer *peer);
 void kvxi_peer_shutdown(struct kvx_peer *peer);
 kvx_status_t kvxi_peer_send(struct kvx_peer *peer, kvxi_envelope_t *env);
 /** Sends Error{code, text} answering @p req_id. */
+/**
+ * Sends an AllocateReply: @p status, and when it is KVX_OK the @p n block
+ * references (@p lease names them on the wire, @p hit marks dedupe hits,
+ * NULL for none). @p deadline_us 0 leaves the envelope's deadline unset.
+ * @return what kvxi_peer_send() returns; KVX_ERR_NO_MEMORY (nothing sent).
+ */
+kvx_status_t kvxi_peer_send_alloc_reply(struct kvx_peer *peer, uint64_t req_id,
+                                        uint64_t deadline_us, uint64_t tid,
+                                        kvx_status_t status, uint64_t lease,
+                                        const kvx_block_ref_t *refs,
+                                        const uint8_t *hit, uint32_t n);
+
 void kvxi_peer_send_error(struct kvx_peer *peer, uint64_t req_id,
                           kvx_status_t code, const char *text);
 

@@ -99,17 +99,11 @@ void kvxi_pull_stop(struct kvx_xfer *x, kvx_status_t status)
 
 static void pull_post_cb(kvx_status_t status, void *arg)
 {
-    kvxi_xfer_post_t *p = arg, **pp;
+    kvxi_xfer_post_t *p = arg;
     struct kvx_xfer *x = p->xfer;
     kvx_status_t st;
 
-    for (pp = &x->post_list; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == p) {
-            *pp = p->next;
-            break;
-        }
-    }
-    x->posts--;
+    kvxi_xfer_post_unlink(p);
     if (status == KVX_OK) {
         x->bytes_sent += p->bytes;
     }
@@ -149,99 +143,30 @@ static kvx_status_t pull_post(struct kvx_xfer *x)
         .dst_blocks = x->miss_dst,
         .n_dst_blocks = x->n_miss,
     };
-    kvxi_ucx_post_params_t pp = {.dir = KVXI_UCX_PULL};
-    kvxi_xfer_post_t *p = calloc(1, sizeof(*p));
     const kvx_segment_t *segs;
-    kvx_plan_h plan = NULL;
     kvx_status_t status;
     size_t n = 0;
 
-    if (p == NULL) {
-        return KVX_ERR_NO_MEMORY;
-    }
-    status = kvx_plan_create(&plan);
-    if (status == KVX_OK) {
-        status = kvx_plan_build(plan, &req);
-    }
-    if (status == KVX_OK) {
-        segs = kvx_plan_segments(plan, &n);
-        p->segs = malloc((n ? n : 1) * sizeof(*segs));
-        if (p->segs == NULL) {
-            status = KVX_ERR_NO_MEMORY;
-        } else {
-            memcpy(p->segs, segs, n * sizeof(*segs));
-        }
-    }
-    kvx_plan_destroy(plan);
+    status = kvx_plan_build(x->node->plan, &req);
     if (status != KVX_OK) {
-        free(p->segs);
-        free(p);
         return status;
     }
-    p->n_segs = n;
-    p->xfer = x;
-    for (size_t i = 0; i < n; i++) {
-        p->bytes += p->segs[i].len;
-    }
-    pp.mem = x->node->mem;
-    pp.segs = p->segs;
-    pp.n_segs = n;
-    pp.transfer_id = x->transfer_id;
-    pp.cb = pull_post_cb;
-    pp.arg = p;
-    status = kvxi_ucx_post(x->peer->ep, &pp, &p->post);
-    if (status != KVX_OK) {
-        free(p->segs);
-        free(p);
-        return status;
-    }
-    p->next = x->post_list;
-    x->post_list = p;
-    x->posts++;
-    x->segments += (uint32_t)n;
-    return KVX_OK;
+    segs = kvx_plan_segments(x->node->plan, &n);
+    return kvxi_xfer_post(x, KVXI_UCX_PULL, segs, n, x->transfer_id,
+                          pull_post_cb);
 }
 
 /* AM: grant the holder our reservation; it pushes into it and commits. */
 static kvx_status_t pull_send_grant(struct kvx_xfer *x)
 {
     kvxi_rx_t *rx = x->rx;
-    kvxi_envelope_t env = KVX__V1__ENVELOPE__INIT;
-    Kvx__V1__AllocateReply r = KVX__V1__ALLOCATE_REPLY__INIT;
-    Kvx__V1__BlockRefs refs = KVX__V1__BLOCK_REFS__INIT;
-    uint32_t n = x->n_blocks;
-    uint32_t *blocks = malloc(n * sizeof(*blocks));
-    uint32_t *gens = malloc(n * sizeof(*gens));
-    uint8_t *mask = calloc((n + 7) / 8, 1);
     uint64_t now = kvxi_node_now_ns();
-    kvx_status_t status = KVX_ERR_NO_MEMORY;
+    uint64_t deadline_us =
+        x->deadline_ns > now ? (x->deadline_ns - now) / 1000 + 1 : 1;
 
-    if (blocks != NULL && gens != NULL && mask != NULL) {
-        for (uint32_t i = 0; i < n; i++) {
-            blocks[i] = rx->refs[i].block;
-            gens[i] = rx->refs[i].gen;
-            mask[i / 8] |= (uint8_t)(rx->hit[i] << (i % 8));
-        }
-        r.status = (Kvx__V1__Status)kvxi_status_to_wire(KVX_OK);
-        r.transfer_id = x->transfer_id;
-        r.lease_id = rx->tag;
-        r.block_count = n;
-        refs.n_blocks = refs.n_gens = n;
-        refs.blocks = blocks;
-        refs.gens = gens;
-        r.blocks = &refs;
-        r.hit_mask.data = mask;
-        r.hit_mask.len = (n + 7) / 8;
-        env.deadline_us =
-            x->deadline_ns > now ? (x->deadline_ns - now) / 1000 + 1 : 1;
-        env.body_case = KVX__V1__ENVELOPE__BODY_ALLOCATE_REPLY;
-        env.allocate_reply = &r;
-        status = kvxi_peer_send(x->peer, &env);
-    }
-    free(blocks);
-    free(gens);
-    free(mask);
-    return status;
+    return kvxi_peer_send_alloc_reply(x->peer, 0, deadline_us, x->transfer_id,
+                                      KVX_OK, rx->tag, rx->refs, rx->hit,
+                                      x->n_blocks);
 }
 
 static kvx_status_t pull_take_reply(struct kvx_xfer *x,

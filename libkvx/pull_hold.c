@@ -287,48 +287,14 @@ void kvxi_pull_free_all(struct kvx_node *node)
 static void pull_reply(struct kvx_peer *peer, uint64_t req_id, uint64_t tid,
                        kvx_status_t status, const kvxi_pub_t *pub)
 {
-    kvxi_envelope_t env = KVX__V1__ENVELOPE__INIT;
-    Kvx__V1__AllocateReply r = KVX__V1__ALLOCATE_REPLY__INIT;
-    Kvx__V1__BlockRefs refs = KVX__V1__BLOCK_REFS__INIT;
-    uint32_t *blocks = NULL, *gens = NULL;
-    uint8_t *mask = NULL;
+    /* The read hold is named by the transfer: lease_id = tid. */
+    kvx_status_t st = kvxi_peer_send_alloc_reply(
+        peer, req_id, 0, tid, status, tid, pub != NULL ? pub->refs : NULL, NULL,
+        pub != NULL ? pub->n : 0);
 
-    r.status = (Kvx__V1__Status)kvxi_status_to_wire(status);
-    r.transfer_id = tid;
-    if (status == KVX_OK) {
-        uint32_t n = pub->n;
-
-        blocks = malloc(n * sizeof(*blocks));
-        gens = malloc(n * sizeof(*gens));
-        mask = calloc((n + 7) / 8, 1);
-        if (blocks == NULL || gens == NULL || mask == NULL) {
-            free(blocks);
-            free(gens);
-            free(mask);
-            kvxi_peer_send_error(peer, req_id, KVX_ERR_NO_MEMORY,
-                                 "out of memory");
-            return;
-        }
-        for (uint32_t i = 0; i < n; i++) {
-            blocks[i] = pub->refs[i].block;
-            gens[i] = pub->refs[i].gen;
-        }
-        r.lease_id = tid; /* the read hold is named by the transfer */
-        r.block_count = n;
-        refs.n_blocks = refs.n_gens = n;
-        refs.blocks = blocks;
-        refs.gens = gens;
-        r.blocks = &refs;
-        r.hit_mask.data = mask;
-        r.hit_mask.len = (n + 7) / 8;
+    if (st == KVX_ERR_NO_MEMORY) {
+        kvxi_peer_send_error(peer, req_id, KVX_ERR_NO_MEMORY, "out of memory");
     }
-    env.request_id = req_id;
-    env.body_case = KVX__V1__ENVELOPE__BODY_ALLOCATE_REPLY;
-    env.allocate_reply = &r;
-    kvxi_peer_send(peer, &env);
-    free(blocks);
-    free(gens);
-    free(mask);
 }
 
 void kvxi_pull_on_request(struct kvx_peer *peer, const kvxi_envelope_t *env)

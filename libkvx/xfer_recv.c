@@ -179,20 +179,22 @@ static int rx_fail(kvxi_rx_t *rx, kvx_status_t status, int already_fenced,
     return 0;
 }
 
-static void rx_reply_alloc(struct kvx_peer *peer, uint64_t req_id, uint64_t tid,
-                           kvx_status_t status, kvxi_rx_t *rx)
+kvx_status_t kvxi_peer_send_alloc_reply(struct kvx_peer *peer, uint64_t req_id,
+                                        uint64_t deadline_us, uint64_t tid,
+                                        kvx_status_t status, uint64_t lease,
+                                        const kvx_block_ref_t *refs,
+                                        const uint8_t *hit, uint32_t n)
 {
     kvxi_envelope_t env = KVX__V1__ENVELOPE__INIT;
     Kvx__V1__AllocateReply r = KVX__V1__ALLOCATE_REPLY__INIT;
-    Kvx__V1__BlockRefs refs = KVX__V1__BLOCK_REFS__INIT;
+    Kvx__V1__BlockRefs br = KVX__V1__BLOCK_REFS__INIT;
     uint32_t *blocks = NULL, *gens = NULL;
     uint8_t *mask = NULL;
+    kvx_status_t sent;
 
     r.status = (Kvx__V1__Status)kvxi_status_to_wire(status);
     r.transfer_id = tid;
     if (status == KVX_OK) {
-        uint32_t n = rx->n_blocks;
-
         blocks = malloc(n * sizeof(*blocks));
         gens = malloc(n * sizeof(*gens));
         mask = calloc((n + 7) / 8, 1);
@@ -200,31 +202,46 @@ static void rx_reply_alloc(struct kvx_peer *peer, uint64_t req_id, uint64_t tid,
             free(blocks);
             free(gens);
             free(mask);
-            kvxi_peer_send_error(peer, req_id, KVX_ERR_NO_MEMORY,
-                                 "out of memory");
-            return;
+            return KVX_ERR_NO_MEMORY;
         }
         for (uint32_t i = 0; i < n; i++) {
-            blocks[i] = rx->refs[i].block;
-            gens[i] = rx->refs[i].gen;
-            mask[i / 8] |= (uint8_t)(rx->hit[i] << (i % 8));
+            blocks[i] = refs[i].block;
+            gens[i] = refs[i].gen;
+            if (hit != NULL) {
+                mask[i / 8] |= (uint8_t)(hit[i] << (i % 8));
+            }
         }
-        r.lease_id = rx->tag;
+        r.lease_id = lease;
         r.block_count = n;
-        refs.n_blocks = refs.n_gens = n;
-        refs.blocks = blocks;
-        refs.gens = gens;
-        r.blocks = &refs;
+        br.n_blocks = br.n_gens = n;
+        br.blocks = blocks;
+        br.gens = gens;
+        r.blocks = &br;
         r.hit_mask.data = mask;
         r.hit_mask.len = (n + 7) / 8;
     }
     env.request_id = req_id;
+    env.deadline_us = deadline_us;
     env.body_case = KVX__V1__ENVELOPE__BODY_ALLOCATE_REPLY;
     env.allocate_reply = &r;
-    kvxi_peer_send(peer, &env);
+    sent = kvxi_peer_send(peer, &env);
     free(blocks);
     free(gens);
     free(mask);
+    return sent;
+}
+
+static void rx_reply_alloc(struct kvx_peer *peer, uint64_t req_id, uint64_t tid,
+                           kvx_status_t status, kvxi_rx_t *rx)
+{
+    kvx_status_t st = kvxi_peer_send_alloc_reply(
+        peer, req_id, 0, tid, status, rx != NULL ? rx->tag : 0,
+        rx != NULL ? rx->refs : NULL, rx != NULL ? rx->hit : NULL,
+        rx != NULL ? rx->n_blocks : 0);
+
+    if (st == KVX_ERR_NO_MEMORY) {
+        kvxi_peer_send_error(peer, req_id, KVX_ERR_NO_MEMORY, "out of memory");
+    }
 }
 
 kvxi_rx_t *kvxi_rx_by_request(struct kvx_node *node, uint64_t request_id)

@@ -107,16 +107,10 @@ void kvxi_xfer_finish(struct kvx_xfer *x, kvx_status_t status)
 
 static void xfer_post_cb(kvx_status_t status, void *arg)
 {
-    kvxi_xfer_post_t *p = arg, **pp;
+    kvxi_xfer_post_t *p = arg;
     struct kvx_xfer *x = p->xfer;
 
-    for (pp = &x->post_list; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == p) {
-            *pp = p->next;
-            break;
-        }
-    }
-    x->posts--;
+    kvxi_xfer_post_unlink(p);
     if (p->n_segs == 0 && x->flushing) {
         x->flushing = 0;
         x->flushed = 1;
@@ -131,11 +125,26 @@ static void xfer_post_cb(kvx_status_t status, void *arg)
     xfer_settle(x);
 }
 
-static kvx_status_t xfer_post(struct kvx_xfer *x, const kvx_segment_t *segs,
-                              size_t n)
+void kvxi_xfer_post_unlink(kvxi_xfer_post_t *p)
+{
+    struct kvx_xfer *x = p->xfer;
+    kvxi_xfer_post_t **pp;
+
+    for (pp = &x->post_list; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    x->posts--;
+}
+
+kvx_status_t kvxi_xfer_post(struct kvx_xfer *x, kvxi_ucx_dir_t dir,
+                            const kvx_segment_t *segs, size_t n,
+                            uint64_t transfer_id, kvxi_ucx_post_cb_t cb)
 {
     kvxi_xfer_post_t *p = calloc(1, sizeof(*p));
-    kvxi_ucx_post_params_t pp = {.dir = KVXI_UCX_PUSH};
+    kvxi_ucx_post_params_t pp = {.dir = dir};
     kvx_status_t status;
 
     if (p == NULL) {
@@ -157,8 +166,8 @@ static kvx_status_t xfer_post(struct kvx_xfer *x, const kvx_segment_t *segs,
     pp.mem = x->node->mem;
     pp.segs = p->segs;
     pp.n_segs = n;
-    pp.transfer_id = x->lease;
-    pp.cb = xfer_post_cb;
+    pp.transfer_id = transfer_id;
+    pp.cb = cb;
     pp.arg = p;
     status = kvxi_ucx_post(x->peer->ep, &pp, &p->post);
     if (status != KVX_OK) {
@@ -171,6 +180,12 @@ static kvx_status_t xfer_post(struct kvx_xfer *x, const kvx_segment_t *segs,
     x->posts++;
     x->segments += (uint32_t)n;
     return KVX_OK;
+}
+
+static kvx_status_t xfer_post(struct kvx_xfer *x, const kvx_segment_t *segs,
+                              size_t n)
+{
+    return kvxi_xfer_post(x, KVXI_UCX_PUSH, segs, n, x->lease, xfer_post_cb);
 }
 
 static void xfer_send_commit(struct kvx_xfer *x)
@@ -244,7 +259,7 @@ static void xfer_pump(struct kvx_xfer *x)
         .dst_blocks = x->miss_dst,
         .n_dst_blocks = x->n_miss,
     };
-    kvx_plan_h plan = NULL;
+    kvx_plan_h plan = x->node->plan;
     const kvx_segment_t *segs;
     kvx_status_t status;
     size_t n;
@@ -255,15 +270,11 @@ static void xfer_pump(struct kvx_xfer *x)
     if (x->layer_posted < x->layer_ready) {
         req.layer_begin = x->layer_posted;
         req.layer_end = x->layer_ready;
-        status = kvx_plan_create(&plan);
-        if (status == KVX_OK) {
-            status = kvx_plan_build(plan, &req);
-        }
+        status = kvx_plan_build(plan, &req);
         if (status == KVX_OK) {
             segs = kvx_plan_segments(plan, &n);
             status = xfer_post(x, segs, n);
         }
-        kvx_plan_destroy(plan);
         if (status != KVX_OK) {
             kvxi_xfer_stop(x, status, 1);
             return;
