@@ -100,7 +100,7 @@ int kvxi_conn_cb_leave(kvxi_conn_t *c)
 
 /* A peer that closes while we write would kill the process with SIGPIPE
  * (libevent writes with writev()); ignore it unless the process chose. */
-static void conn_ignore_sigpipe(void)
+void kvxi_conn_ignore_sigpipe(void)
 {
     struct sigaction old, ign;
 
@@ -129,7 +129,7 @@ static kvx_status_t conn_new(struct event_base *base, int is_client,
         (cfg->secret == NULL && cfg->secret_len > 0)) {
         return KVX_ERR_INVALID_PARAM;
     }
-    conn_ignore_sigpipe();
+    kvxi_conn_ignore_sigpipe();
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
         return KVX_ERR_NO_MEMORY;

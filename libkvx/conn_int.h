@@ -286,6 +286,14 @@ kvx_status_t kvxi_conn_create_fd(struct event_base *base, int fd, int is_client,
                                  kvxi_conn_t **conn_p);
 
 /**
+ * Sets SIGPIPE to SIG_IGN while it is SIG_DFL (a handler or SA_SIGINFO
+ * action the process installed is left alone), so that writing to a socket
+ * the other end closed fails instead of killing the process. Creating a
+ * connection calls it; other socket owners (the engine listener) do too.
+ */
+void kvxi_conn_ignore_sigpipe(void);
+
+/**
  * Frees @p conn at once: closes the socket (queued output is dropped) and
  * cancels every timer; no callback runs afterwards. Safe inside any
  * callback of @p conn (the memory is released when the callback returns).
@@ -434,6 +442,28 @@ kvx_status_t kvxi_listener_create(struct event_base *base, const char *addr,
                                   const kvxi_conn_config_t *cfg,
                                   kvxi_listener_accept_cb_t accept_cb,
                                   void *arg, kvxi_listener_t **listener_p);
+
+/**
+ * A raw listener accepted a connection: @p fd (non-blocking, close-on-exec)
+ * now belongs to the owner, who must close it eventually. The owner may
+ * destroy the listener inside this callback.
+ */
+typedef void (*kvxi_listener_accept_fd_cb_t)(kvxi_listener_t *listener, int fd,
+                                             void *arg);
+
+/**
+ * Listens on @p addr like kvxi_listener_create() (same address syntax,
+ * same unix socket handling: mode 0600, stale-socket replacement, unlink
+ * by kvxi_listener_destroy()), but hands every accepted socket to
+ * @p accept_fd_cb as a bare fd instead of starting a node-to-node
+ * connection on it: for protocols other than the handshake's, such as the
+ * local engine session (engine_int.h).
+ * @param accept_fd_cb  required.
+ * @return as kvxi_listener_create().
+ */
+kvx_status_t kvxi_listener_create_raw(struct event_base *base, const char *addr,
+                                      kvxi_listener_accept_fd_cb_t accept_fd_cb,
+                                      void *arg, kvxi_listener_t **listener_p);
 
 /**
  * Stops listening, closes the socket and removes the unix socket file.

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "frame_check_int.h"
 #include "log_int.h"
 
 /*
@@ -99,10 +100,10 @@ const char *kvxi_envelope_body_name(const kvxi_envelope_t *env)
     case KVX__V1__ENVELOPE__BODY_STATS: return "stats";
     case KVX__V1__ENVELOPE__BODY_STATS_REPLY: return "stats_reply";
     case KVX__V1__ENVELOPE__BODY_ERROR: return "error";
-    case KVX__V1__ENVELOPE__BODY__NOT_SET:
+    case KVX__V1__ENVELOPE__BODY__NOT_SET: return "none";
     default: break;
     }
-    return "none";
+    return kvxi_local_body_name(env);
 }
 
 /* ------------------------------------------------------------------------
@@ -110,14 +111,7 @@ const char *kvxi_envelope_body_name(const kvxi_envelope_t *env)
  * the one caller logs what was wrong exactly once.
  */
 
-#define CHECK(cond, why)                                                       \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            return why;                                                        \
-        }                                                                      \
-    } while (0)
-
-static int str_len_ok(const char *s, size_t min, size_t max)
+int kvxi_str_len_ok(const char *s, size_t min, size_t max)
 {
     size_t n;
 
@@ -130,25 +124,25 @@ static int str_len_ok(const char *s, size_t min, size_t max)
 
 /* Status fields: anything but UNSPECIFIED (unknown codes map to
  * PROTO_MALFORMED at use, so a newer peer's error codes still get through). */
-static int status_set(int v)
+int kvxi_status_set(int v)
 {
     return v != KVX__V1__STATUS__STATUS_UNSPECIFIED;
 }
 
-static int status_is_error(int v)
+int kvxi_status_is_error(int v)
 {
     return v != KVX__V1__STATUS__STATUS_UNSPECIFIED &&
            v != KVX__V1__STATUS__STATUS_OK &&
            v != KVX__V1__STATUS__STATUS_INPROGRESS;
 }
 
-static int data_path_ok(int v)
+int kvxi_data_path_ok(int v)
 {
     return v == KVX__V1__DATA_PATH__DATA_PATH_RMA ||
            v == KVX__V1__DATA_PATH__DATA_PATH_AM;
 }
 
-static const char *check_layout(const Kvx__V1__Layout *l)
+const char *kvxi_check_layout(const Kvx__V1__Layout *l)
 {
     CHECK(l != NULL, "layout missing");
     CHECK(l->num_layers >= 1 && l->num_layers <= KVX_LAYOUT_DIM_MAX,
@@ -179,7 +173,7 @@ static const char *check_layout(const Kvx__V1__Layout *l)
     return NULL;
 }
 
-static const char *check_layers(const Kvx__V1__LayerRange *r)
+const char *kvxi_check_layers(const Kvx__V1__LayerRange *r)
 {
     CHECK(r->count >= 1, "layer range empty");
     CHECK(r->first < KVXI_LAYERS_MAX && r->count <= KVXI_LAYERS_MAX - r->first,
@@ -188,7 +182,7 @@ static const char *check_layers(const Kvx__V1__LayerRange *r)
 }
 
 /* BlockRefs with n entries, min <= n <= KVXI_BLOCKS_MAX. */
-static const char *check_refs(const Kvx__V1__BlockRefs *r, size_t min)
+const char *kvxi_check_refs(const Kvx__V1__BlockRefs *r, size_t min)
 {
     CHECK(r != NULL || min == 0, "block refs missing");
     if (r == NULL) {
@@ -200,7 +194,7 @@ static const char *check_refs(const Kvx__V1__BlockRefs *r, size_t min)
     return NULL;
 }
 
-static int refs_empty(const Kvx__V1__BlockRefs *r)
+int kvxi_refs_empty(const Kvx__V1__BlockRefs *r)
 {
     return r == NULL || (r->n_blocks == 0 && r->n_gens == 0);
 }
@@ -226,7 +220,7 @@ static const char *check_data_paths(size_t n, const Kvx__V1__DataPath *p)
 {
     CHECK(n >= 1 && n <= 16, "data_paths count");
     for (size_t i = 0; i < n; i++) {
-        CHECK(data_path_ok(p[i]), "data_paths value");
+        CHECK(kvxi_data_path_ok(p[i]), "data_paths value");
     }
     return NULL;
 }
@@ -237,9 +231,9 @@ static const char *check_hello(const Kvx__V1__Hello *h)
 
     CHECK(h->min_version >= 1, "hello.min_version");
     CHECK(h->max_version >= h->min_version, "hello.max_version");
-    CHECK(str_len_ok(h->node_id, 1, KVXI_NAME_MAX), "hello.node_id");
+    CHECK(kvxi_str_len_ok(h->node_id, 1, KVXI_NAME_MAX), "hello.node_id");
     CHECK(h->instance_id != 0, "hello.instance_id");
-    CHECK(str_len_ok(h->cluster_id, 0, KVXI_NAME_MAX), "hello.cluster_id");
+    CHECK(kvxi_str_len_ok(h->cluster_id, 0, KVXI_NAME_MAX), "hello.cluster_id");
     CHECK(h->role >= KVX__V1__ROLE__ROLE_PREFILL &&
               h->role <= KVX__V1__ROLE__ROLE_BOTH,
           "hello.role");
@@ -247,7 +241,7 @@ static const char *check_hello(const Kvx__V1__Hello *h)
     CHECK(h->max_frame == 0 || h->max_frame >= KVXI_FRAME_MAX_HANDSHAKE,
           "hello.max_frame");
     why = check_data_paths(h->n_data_paths, h->data_paths);
-    return why != NULL ? why : check_layout(h->layout);
+    return why != NULL ? why : kvxi_check_layout(h->layout);
 }
 
 static const char *check_hello_reply(const Kvx__V1__HelloReply *h)
@@ -255,9 +249,9 @@ static const char *check_hello_reply(const Kvx__V1__HelloReply *h)
     const char *why;
 
     CHECK(h->version >= 1, "hello_reply.version");
-    CHECK(str_len_ok(h->node_id, 1, KVXI_NAME_MAX), "hello_reply.node_id");
+    CHECK(kvxi_str_len_ok(h->node_id, 1, KVXI_NAME_MAX), "hello_reply.node_id");
     CHECK(h->instance_id != 0, "hello_reply.instance_id");
-    CHECK(str_len_ok(h->cluster_id, 0, KVXI_NAME_MAX),
+    CHECK(kvxi_str_len_ok(h->cluster_id, 0, KVXI_NAME_MAX),
           "hello_reply.cluster_id");
     CHECK(h->role >= KVX__V1__ROLE__ROLE_PREFILL &&
               h->role <= KVX__V1__ROLE__ROLE_BOTH,
@@ -267,7 +261,7 @@ static const char *check_hello_reply(const Kvx__V1__HelloReply *h)
     CHECK(h->max_frame == 0 || h->max_frame >= KVXI_FRAME_MAX_HANDSHAKE,
           "hello_reply.max_frame");
     why = check_data_paths(h->n_data_paths, h->data_paths);
-    return why != NULL ? why : check_layout(h->layout);
+    return why != NULL ? why : kvxi_check_layout(h->layout);
 }
 
 static const char *check_allocate_request(const Kvx__V1__AllocateRequest *a)
@@ -281,16 +275,16 @@ static const char *check_allocate_request(const Kvx__V1__AllocateRequest *a)
               a->keys.len == (size_t)a->block_count * KVXI_KEY_LEN,
           "allocate.keys length");
     CHECK(a->lease_ms <= KVXI_LEASE_MS_MAX, "allocate.lease_ms");
-    CHECK(data_path_ok(a->data_path), "allocate.data_path");
-    if (a->layers != NULL && (why = check_layers(a->layers)) != NULL) {
+    CHECK(kvxi_data_path_ok(a->data_path), "allocate.data_path");
+    if (a->layers != NULL && (why = kvxi_check_layers(a->layers)) != NULL) {
         return why;
     }
     switch (a->mode) {
     case KVX__V1__TRANSFER_MODE__TRANSFER_MODE_PUSH:
-        CHECK(refs_empty(a->src_blocks), "allocate: push with src_blocks");
+        CHECK(kvxi_refs_empty(a->src_blocks), "allocate: push with src_blocks");
         return NULL;
     case KVX__V1__TRANSFER_MODE__TRANSFER_MODE_PULL:
-        why = check_refs(a->src_blocks, 1);
+        why = kvxi_check_refs(a->src_blocks, 1);
         if (why != NULL) {
             return why;
         }
@@ -301,42 +295,49 @@ static const char *check_allocate_request(const Kvx__V1__AllocateRequest *a)
     }
 }
 
+const char *kvxi_check_hit_mask(const ProtobufCBinaryData *mask,
+                                uint32_t block_count, uint64_t lease_id)
+{
+    size_t mask_len = ((size_t)block_count + 7) / 8, n_hit = 0;
+
+    CHECK(mask->len == mask_len, "hit_mask length");
+    if (block_count % 8 != 0) {
+        unsigned spare = 0xffu << (block_count % 8);
+
+        CHECK((mask->data[mask_len - 1] & spare) == 0,
+              "hit_mask spare bits set");
+    }
+    for (size_t i = 0; i < mask_len; i++) {
+        for (uint8_t b = mask->data[i]; b != 0; b &= (uint8_t)(b - 1)) {
+            n_hit++;
+        }
+    }
+    CHECK((lease_id == 0) == (n_hit == block_count),
+          "lease_id must be 0 exactly when all blocks hit");
+    return NULL;
+}
+
 static const char *check_allocate_reply(const Kvx__V1__AllocateReply *a)
 {
-    size_t mask_len, n_hit = 0;
     const char *why;
 
-    CHECK(status_set(a->status), "allocate_reply.status");
+    CHECK(kvxi_status_set(a->status), "allocate_reply.status");
     CHECK(a->transfer_id != 0, "allocate_reply.transfer_id");
     if (a->status != KVX__V1__STATUS__STATUS_OK) {
-        CHECK(refs_empty(a->blocks) && a->hit_mask.len == 0 && a->lease_id == 0,
+        CHECK(kvxi_refs_empty(a->blocks) && a->hit_mask.len == 0 &&
+                  a->lease_id == 0,
               "allocate_reply: failure carries blocks or lease");
         return NULL;
     }
     CHECK(a->block_count >= 1 && a->block_count <= KVXI_BLOCKS_MAX,
           "allocate_reply.block_count");
-    why = check_refs(a->blocks, 1);
+    why = kvxi_check_refs(a->blocks, 1);
     if (why != NULL) {
         return why;
     }
     CHECK(a->blocks->n_blocks == a->block_count,
           "allocate_reply: refs count != block_count");
-    mask_len = ((size_t)a->block_count + 7) / 8;
-    CHECK(a->hit_mask.len == mask_len, "allocate_reply.hit_mask length");
-    if (a->block_count % 8 != 0) {
-        unsigned spare = 0xffu << (a->block_count % 8);
-
-        CHECK((a->hit_mask.data[mask_len - 1] & spare) == 0,
-              "allocate_reply.hit_mask spare bits set");
-    }
-    for (size_t i = 0; i < mask_len; i++) {
-        for (uint8_t b = a->hit_mask.data[i]; b != 0; b &= (uint8_t)(b - 1)) {
-            n_hit++;
-        }
-    }
-    CHECK((a->lease_id == 0) == (n_hit == a->block_count),
-          "allocate_reply: lease_id must be 0 exactly when all blocks hit");
-    return NULL;
+    return kvxi_check_hit_mask(&a->hit_mask, a->block_count, a->lease_id);
 }
 
 static const char *check_commit(const Kvx__V1__Commit *c)
@@ -345,7 +346,7 @@ static const char *check_commit(const Kvx__V1__Commit *c)
 
     CHECK(c->transfer_id != 0, "commit.transfer_id");
     CHECK(c->lease_id != 0, "commit.lease_id");
-    why = check_refs(c->blocks, 1);
+    why = kvxi_check_refs(c->blocks, 1);
     if (why != NULL) {
         return why;
     }
@@ -354,7 +355,7 @@ static const char *check_commit(const Kvx__V1__Commit *c)
     return NULL;
 }
 
-static const char *check_keys(const ProtobufCBinaryData *k)
+const char *kvxi_check_keys(const ProtobufCBinaryData *k)
 {
     CHECK(k->len >= KVXI_KEY_LEN && k->len % KVXI_KEY_LEN == 0,
           "keys length not a positive multiple of 16");
@@ -367,7 +368,7 @@ static const char *check_stats_reply(const Kvx__V1__StatsReply *s)
     CHECK(s->n_counters <= KVXI_STATS_MAX, "stats_reply: too many counters");
     for (size_t i = 0; i < s->n_counters; i++) {
         CHECK(s->counters[i] != NULL, "stats_reply: counter missing");
-        CHECK(str_len_ok(s->counters[i]->key, 1, KVXI_STAT_NAME_MAX),
+        CHECK(kvxi_str_len_ok(s->counters[i]->key, 1, KVXI_STAT_NAME_MAX),
               "stats_reply: counter name length");
     }
     return NULL;
@@ -386,27 +387,27 @@ static const char *check_body(const kvxi_envelope_t *env)
         CHECK(env->layer_ready != NULL, "body missing");
         CHECK(env->layer_ready->transfer_id != 0, "layer_ready.transfer_id");
         CHECK(env->layer_ready->layers != NULL, "layer_ready.layers missing");
-        return check_layers(env->layer_ready->layers);
+        return kvxi_check_layers(env->layer_ready->layers);
     case KVX__V1__ENVELOPE__BODY_COMMIT:
         CHECK(env->commit != NULL, "body missing");
         return check_commit(env->commit);
     case KVX__V1__ENVELOPE__BODY_COMMIT_ACK:
         CHECK(env->commit_ack != NULL, "body missing");
-        CHECK(status_set(env->commit_ack->status), "commit_ack.status");
+        CHECK(kvxi_status_set(env->commit_ack->status), "commit_ack.status");
         CHECK(env->commit_ack->transfer_id != 0, "commit_ack.transfer_id");
         return NULL;
     case KVX__V1__ENVELOPE__BODY_RELEASE:
         CHECK(env->release != NULL, "body missing");
-        return check_refs(env->release->blocks, 1);
+        return kvxi_check_refs(env->release->blocks, 1);
     case KVX__V1__ENVELOPE__BODY_RELEASE_ACK:
         CHECK(env->release_ack != NULL, "body missing");
-        CHECK(status_set(env->release_ack->status), "release_ack.status");
+        CHECK(kvxi_status_set(env->release_ack->status), "release_ack.status");
         return NULL;
     case KVX__V1__ENVELOPE__BODY_ABORT:
         CHECK(env->abort != NULL, "body missing");
         CHECK(env->abort->transfer_id != 0, "abort.transfer_id");
-        CHECK(status_is_error(env->abort->reason), "abort.reason");
-        CHECK(str_len_ok(env->abort->message, 0, KVXI_TEXT_MAX),
+        CHECK(kvxi_status_is_error(env->abort->reason), "abort.reason");
+        CHECK(kvxi_str_len_ok(env->abort->message, 0, KVXI_TEXT_MAX),
               "abort.message length");
         return NULL;
     case KVX__V1__ENVELOPE__BODY_ABORT_ACK:
@@ -418,7 +419,7 @@ static const char *check_body(const kvxi_envelope_t *env)
         return NULL;
     case KVX__V1__ENVELOPE__BODY_LOOKUP:
         CHECK(env->lookup != NULL, "body missing");
-        return check_keys(&env->lookup->keys);
+        return kvxi_check_keys(&env->lookup->keys);
     case KVX__V1__ENVELOPE__BODY_LOOKUP_REPLY:
         CHECK(env->lookup_reply != NULL, "body missing");
         CHECK(env->lookup_reply->key_count >= 1 &&
@@ -449,8 +450,8 @@ static const char *check_body(const kvxi_envelope_t *env)
         return check_stats_reply(env->stats_reply);
     case KVX__V1__ENVELOPE__BODY_ERROR:
         CHECK(env->error != NULL, "body missing");
-        CHECK(status_is_error(env->error->code), "error.code");
-        CHECK(str_len_ok(env->error->message, 0, KVXI_TEXT_MAX),
+        CHECK(kvxi_status_is_error(env->error->code), "error.code");
+        CHECK(kvxi_str_len_ok(env->error->message, 0, KVXI_TEXT_MAX),
               "error.message length");
         CHECK(env->error->request_id == env->request_id,
               "error.request_id differs from the envelope's");
@@ -458,7 +459,7 @@ static const char *check_body(const kvxi_envelope_t *env)
     case KVX__V1__ENVELOPE__BODY__NOT_SET: return "no body";
     default: break;
     }
-    return "unknown body";
+    return kvxi_check_local_body(env);
 }
 
 kvx_status_t kvxi_envelope_validate(const kvxi_envelope_t *env)

@@ -33,7 +33,8 @@ struct kvxi_listener {
     kvxi_conn_config_t cfg; /* identity and secret point to the copies */
     kvxi_conn_identity_t *identity;
     uint8_t *secret;
-    kvxi_listener_accept_cb_t accept_cb;
+    kvxi_listener_accept_cb_t accept_cb;       /* NULL for a raw listener */
+    kvxi_listener_accept_fd_cb_t accept_fd_cb; /* raw: the accepted fd */
     void *arg;
     int is_unix;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -203,6 +204,10 @@ static void listener_accept(struct evconnlistener *evl, evutil_socket_t fd,
 
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
+    if (l->accept_fd_cb != NULL) {
+        l->accept_fd_cb(l, fd, l->arg); /* owns fd; may destroy l */
+        return;
+    }
     status = kvxi_conn_create_fd(l->base, fd, 0, &l->cfg, &conn);
     if (status != KVX_OK) {
         kvxi_warn("listener %s: dropping a connection: %s", l->addr,
@@ -352,26 +357,90 @@ static void listener_free(kvxi_listener_t *l)
     free(l);
 }
 
+/* The shared part of both listener kinds: @p l has its callbacks (and
+ * for a control listener its configuration) set; binds, listens and
+ * registers with the event base. Frees @p l on error. */
+static kvx_status_t listener_open(kvxi_listener_t *l, const char *addr,
+                                  kvxi_listener_t **listener_p)
+{
+    struct sockaddr_storage ss, bound;
+    socklen_t len, blen = sizeof(bound);
+    kvx_status_t status;
+    int fd;
+
+    status = kvxi_addr_parse(addr, &ss, &len);
+    if (status != KVX_OK) {
+        kvxi_error("listener: cannot parse address '%s'", addr);
+        goto err_free;
+    }
+    snprintf(l->addr, sizeof(l->addr), "%s", addr);
+    l->is_unix = ss.ss_family == AF_UNIX;
+    if (l->is_unix) {
+        /* NUL-terminated by kvxi_addr_parse(), fits by construction. */
+        memcpy(l->path, ((struct sockaddr_un *)&ss)->sun_path, sizeof(l->path));
+    }
+    fd = listener_socket(l, &ss, len, &status);
+    if (fd < 0) {
+        goto err_free;
+    }
+    if (!l->is_unix) {
+        if (getsockname(fd, (struct sockaddr *)&bound, &blen) != 0 ||
+            kvxi_addr_format((struct sockaddr *)&bound, blen, l->addr,
+                             sizeof(l->addr)) != KVX_OK) {
+            status = KVX_ERR_IO;
+            goto err_close;
+        }
+        l->port = ntohs(bound.ss_family == AF_INET6
+                            ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                            : ((struct sockaddr_in *)&bound)->sin_port);
+    }
+    l->retry = evtimer_new(l->base, listener_retry, l);
+    if (l->retry == NULL) {
+        status = KVX_ERR_NO_MEMORY;
+        goto err_close;
+    }
+    /* Backlog 0: the socket already listens. */
+    l->evl = evconnlistener_new(l->base, listener_accept, l,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                0, fd);
+    if (l->evl == NULL) {
+        status = KVX_ERR_NO_MEMORY;
+        goto err_retry;
+    }
+    evconnlistener_set_error_cb(l->evl, listener_error);
+    if (l->accept_cb != NULL && l->cfg.secret_len == 0 && !l->is_unix) {
+        kvxi_warn("listener %s: no cluster secret: any peer that reaches "
+                  "the port gets the pool's rkey",
+                  l->addr);
+    }
+    kvxi_info("listener: listening on %s", l->addr);
+    *listener_p = l;
+    return KVX_OK;
+
+err_retry:
+    event_free(l->retry);
+err_close:
+    close(fd);
+    if (l->is_unix) {
+        unlink(l->path);
+    }
+err_free:
+    listener_free(l);
+    return status;
+}
+
 kvx_status_t kvxi_listener_create(struct event_base *base, const char *addr,
                                   const kvxi_conn_config_t *cfg,
                                   kvxi_listener_accept_cb_t accept_cb,
                                   void *arg, kvxi_listener_t **listener_p)
 {
-    struct sockaddr_storage ss, bound;
-    socklen_t len, blen = sizeof(bound);
     kvx_status_t status;
     kvxi_listener_t *l;
-    int fd;
 
     if (base == NULL || addr == NULL || cfg == NULL || accept_cb == NULL ||
         listener_p == NULL || cfg->secret_len > KVXI_SECRET_MAX ||
         (cfg->secret == NULL && cfg->secret_len > 0)) {
         return KVX_ERR_INVALID_PARAM;
-    }
-    status = kvxi_addr_parse(addr, &ss, &len);
-    if (status != KVX_OK) {
-        kvxi_error("listener: cannot parse address '%s'", addr);
-        return status;
     }
     l = calloc(1, sizeof(*l));
     if (l == NULL) {
@@ -395,60 +464,31 @@ kvx_status_t kvxi_listener_create(struct event_base *base, const char *addr,
         memcpy(l->secret, cfg->secret, cfg->secret_len);
     }
     l->cfg.secret = l->secret;
-    snprintf(l->addr, sizeof(l->addr), "%s", addr);
-    l->is_unix = ss.ss_family == AF_UNIX;
-    if (l->is_unix) {
-        /* NUL-terminated by kvxi_addr_parse(), fits by construction. */
-        memcpy(l->path, ((struct sockaddr_un *)&ss)->sun_path, sizeof(l->path));
-    }
-    fd = listener_socket(l, &ss, len, &status);
-    if (fd < 0) {
-        goto err_free;
-    }
-    if (!l->is_unix) {
-        if (getsockname(fd, (struct sockaddr *)&bound, &blen) != 0 ||
-            kvxi_addr_format((struct sockaddr *)&bound, blen, l->addr,
-                             sizeof(l->addr)) != KVX_OK) {
-            status = KVX_ERR_IO;
-            goto err_close;
-        }
-        l->port = ntohs(bound.ss_family == AF_INET6
-                            ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                            : ((struct sockaddr_in *)&bound)->sin_port);
-    }
-    l->retry = evtimer_new(base, listener_retry, l);
-    if (l->retry == NULL) {
-        status = KVX_ERR_NO_MEMORY;
-        goto err_close;
-    }
-    /* Backlog 0: the socket already listens. */
-    l->evl = evconnlistener_new(base, listener_accept, l,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-                                0, fd);
-    if (l->evl == NULL) {
-        status = KVX_ERR_NO_MEMORY;
-        goto err_retry;
-    }
-    evconnlistener_set_error_cb(l->evl, listener_error);
-    if (cfg->secret_len == 0 && !l->is_unix) {
-        kvxi_warn("listener %s: no cluster secret: any peer that reaches "
-                  "the port gets the pool's rkey",
-                  l->addr);
-    }
-    kvxi_info("listener: listening on %s", l->addr);
-    *listener_p = l;
-    return KVX_OK;
+    return listener_open(l, addr, listener_p);
 
-err_retry:
-    event_free(l->retry);
-err_close:
-    close(fd);
-    if (l->is_unix) {
-        unlink(l->path);
-    }
 err_free:
     listener_free(l);
     return status;
+}
+
+kvx_status_t kvxi_listener_create_raw(struct event_base *base, const char *addr,
+                                      kvxi_listener_accept_fd_cb_t accept_fd_cb,
+                                      void *arg, kvxi_listener_t **listener_p)
+{
+    kvxi_listener_t *l;
+
+    if (base == NULL || addr == NULL || accept_fd_cb == NULL ||
+        listener_p == NULL) {
+        return KVX_ERR_INVALID_PARAM;
+    }
+    l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        return KVX_ERR_NO_MEMORY;
+    }
+    l->base = base;
+    l->accept_fd_cb = accept_fd_cb;
+    l->arg = arg;
+    return listener_open(l, addr, listener_p);
 }
 
 void kvxi_listener_destroy(kvxi_listener_t *listener)

@@ -9,6 +9,7 @@
  */
 #include "node_int.h"
 
+#include "engine_int.h"
 #include "log_int.h"
 
 #include <errno.h>
@@ -22,7 +23,7 @@
      KVX_NODE_PARAM_FIELD_LISTEN | KVX_NODE_PARAM_FIELD_UCX_TLS |              \
      KVX_NODE_PARAM_FIELD_TRANSPORT | KVX_NODE_PARAM_FIELD_SECRET |            \
      KVX_NODE_PARAM_FIELD_HEARTBEAT | KVX_NODE_PARAM_FIELD_LEASE |             \
-     KVX_NODE_PARAM_FIELD_HOLD)
+     KVX_NODE_PARAM_FIELD_HOLD | KVX_NODE_PARAM_FIELD_ENGINE_SOCKET)
 
 #define NODE_HOLD_MS_MAX 86400000u
 
@@ -90,6 +91,7 @@ void kvxi_node_timer_rearm(struct kvx_node *node)
 
     kvxi_xfer_check_deadlines(node, 0, &next);
     kvxi_rx_check_holds(node, 0, &next);
+    kvxi_engine_next_deadline(node, &next);
     if (kvx_alloc_next_deadline(node->alloc, &lease_next) == KVX_OK &&
         lease_next < next) {
         next = lease_next;
@@ -132,6 +134,10 @@ static kvx_status_t node_check_params(const kvx_node_params_t *p)
         return KVX_ERR_INVALID_PARAM;
     }
     if ((p->field_mask & KVX_NODE_PARAM_FIELD_UCX_TLS) && p->ucx_tls == NULL) {
+        return KVX_ERR_INVALID_PARAM;
+    }
+    if ((p->field_mask & KVX_NODE_PARAM_FIELD_ENGINE_SOCKET) &&
+        p->engine_socket == NULL) {
         return KVX_ERR_INVALID_PARAM;
     }
     if ((p->field_mask & KVX_NODE_PARAM_FIELD_TRANSPORT) &&
@@ -341,6 +347,12 @@ kvx_status_t kvx_node_create(const kvx_node_params_t *params,
             goto err;
         }
     }
+    if (params->field_mask & KVX_NODE_PARAM_FIELD_ENGINE_SOCKET) {
+        status = kvxi_engine_create(node, params->engine_socket);
+        if (status != KVX_OK) {
+            goto err;
+        }
+    }
     kvxi_info("node %s: created (%u blocks of %llu bytes)", node->node_id,
               node->layout.num_blocks,
               (unsigned long long)node->layout.block_bytes);
@@ -361,6 +373,7 @@ void kvx_node_destroy(kvx_node_h node)
         return;
     }
     node->shutting_down = 1;
+    kvxi_engine_destroy(node); /* its transfers end while peers are up */
     kvxi_listener_destroy(node->listener);
     node->listener = NULL;
     for (peer = node->peers; peer != NULL; peer = peer->next) {
@@ -434,6 +447,7 @@ kvx_status_t kvx_node_progress(kvx_node_h node, uint32_t timeout_ms)
     }
     node_ucx_drain(node);
     node_deadlines(node);
+    kvxi_engine_poll(node);
     kvxi_node_timer_rearm(node);
     return rc < 0 ? KVX_ERR_IO : KVX_OK;
 }

@@ -1,6 +1,6 @@
 /*
  * The node's private structures (node.c, peer.c, xfer_send.c, xfer_recv.c,
- * pull.c, pull_hold.c).
+ * pull.c, pull_hold.c; engine sessions: engine_int.h).
  *
  * A node is single-threaded: every function here runs on the thread that
  * calls kvx_node_progress(). Objects:
@@ -181,6 +181,7 @@ struct kvx_node {
     struct event_base *base;
     struct event *ucx_ev, *timer_ev, *wake_ev;
     kvxi_listener_t *listener;
+    struct kvxi_engine *engine; /**< engine sessions (engine_int.h) or NULL */
     kvxi_conn_identity_t ident;
     kvxi_conn_config_t conn_cfg;
     uint8_t *secret;
@@ -227,6 +228,17 @@ void kvxi_peer_send_error(struct kvx_peer *peer, uint64_t req_id,
                           kvx_status_t code, const char *text);
 
 /* node_stats.c */
+
+/** A StatsReply of this node's counters and the storage it points into. */
+typedef struct kvxi_stats_wire {
+    Kvx__V1__StatsReply reply;
+    kvx_node_stats_t stats;
+    Kvx__V1__StatsReply__CountersEntry ents[KVX_NODE_STATS_COUNTERS_MAX];
+    Kvx__V1__StatsReply__CountersEntry *ptrs[KVX_NODE_STATS_COUNTERS_MAX];
+} kvxi_stats_wire_t;
+
+/** Fills @p w->reply from kvx_node_stats() (answers to peers and engines). */
+void kvxi_node_stats_wire(struct kvx_node *node, kvxi_stats_wire_t *w);
 void kvxi_node_on_stats(struct kvx_peer *peer, const kvxi_envelope_t *env);
 void kvxi_node_on_stats_reply(struct kvx_peer *peer,
                               const kvxi_envelope_t *env);

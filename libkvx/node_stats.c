@@ -1,6 +1,8 @@
 /*
  * Node stats: the local snapshot (kvx_node_stats()), the answer to a peer's
- * Stats request (StatsReply) and asking a peer (kvx_peer_stats()).
+ * Stats request (StatsReply), asking a peer (kvx_peer_stats()) and reading
+ * a StatsReply back (kvxi_stats_from_wire(), stats_int.h: also used by
+ * kvx_client_stats()).
  *
  * One kvx_node_stats_t is both the local form and what a StatsReply is
  * built from and parsed into, so the wire carries exactly what the local
@@ -9,6 +11,7 @@
 #include "node_int.h"
 
 #include "log_int.h"
+#include "stats_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -95,63 +98,38 @@ kvx_status_t kvx_node_stats(kvx_node_h node, kvx_node_stats_t *s)
     return KVX_OK;
 }
 
-void kvxi_node_on_stats(struct kvx_peer *peer, const kvxi_envelope_t *env)
+void kvxi_node_stats_wire(struct kvx_node *node, kvxi_stats_wire_t *w)
 {
-    kvxi_envelope_t out = KVX__V1__ENVELOPE__INIT;
-    Kvx__V1__StatsReply r = KVX__V1__STATS_REPLY__INIT;
-    Kvx__V1__StatsReply__CountersEntry *ents, **ptrs;
-    kvx_node_stats_t *s = malloc(sizeof(*s));
+    kvx_node_stats_t *s = &w->stats;
+    Kvx__V1__StatsReply *r = &w->reply;
 
-    ents = malloc(KVX_NODE_STATS_COUNTERS_MAX * sizeof(*ents));
-    ptrs = malloc(KVX_NODE_STATS_COUNTERS_MAX * sizeof(*ptrs));
-    if (s == NULL || ents == NULL || ptrs == NULL) {
-        kvxi_peer_send_error(peer, env->request_id, KVX_ERR_NO_MEMORY,
-                             "out of memory");
-        goto out;
-    }
-    kvx_node_stats(peer->node, s);
-    r.blocks_total = s->blocks_total;
-    r.blocks_free = s->blocks_free;
-    r.blocks_cached = s->blocks_cached;
-    r.leases_active = s->leases_active;
-    r.leases_fenced = s->leases_fenced;
-    r.transfers_ok = s->transfers_ok;
-    r.transfers_failed = s->transfers_failed;
-    r.bytes_sent = s->bytes_sent;
-    r.bytes_received = s->bytes_received;
-    r.dedupe_hit_blocks = s->dedupe_hit_blocks;
+    kvx_node_stats(node, s);
+    kvx__v1__stats_reply__init(r);
+    r->blocks_total = s->blocks_total;
+    r->blocks_free = s->blocks_free;
+    r->blocks_cached = s->blocks_cached;
+    r->leases_active = s->leases_active;
+    r->leases_fenced = s->leases_fenced;
+    r->transfers_ok = s->transfers_ok;
+    r->transfers_failed = s->transfers_failed;
+    r->bytes_sent = s->bytes_sent;
+    r->bytes_received = s->bytes_received;
+    r->dedupe_hit_blocks = s->dedupe_hit_blocks;
     for (uint32_t i = 0; i < s->n_counters; i++) {
         Kvx__V1__StatsReply__CountersEntry e =
             KVX__V1__STATS_REPLY__COUNTERS_ENTRY__INIT;
 
         e.key = s->counters[i].name;
         e.value = s->counters[i].value;
-        ents[i] = e;
-        ptrs[i] = &ents[i];
+        w->ents[i] = e;
+        w->ptrs[i] = &w->ents[i];
     }
-    r.n_counters = s->n_counters;
-    r.counters = ptrs;
-    out.request_id = env->request_id;
-    out.body_case = KVX__V1__ENVELOPE__BODY_STATS_REPLY;
-    out.stats_reply = &r;
-    kvxi_peer_send(peer, &out);
-out:
-    free(ptrs);
-    free(ents);
-    free(s);
+    r->n_counters = s->n_counters;
+    r->counters = w->ptrs;
 }
 
-void kvxi_node_on_stats_reply(struct kvx_peer *peer, const kvxi_envelope_t *env)
+void kvxi_stats_from_wire(const Kvx__V1__StatsReply *r, kvx_node_stats_t *s)
 {
-    const Kvx__V1__StatsReply *r = env->stats_reply;
-    kvx_node_stats_t *s = peer->stats_out;
-
-    if (peer->stats_req == 0 || env->request_id != peer->stats_req) {
-        kvxi_debug("node %s: peer %s: StatsReply %llu not awaited: ignored",
-                   peer->node->node_id, peer->addr,
-                   (unsigned long long)env->request_id);
-        return;
-    }
     memset(s, 0, sizeof(*s));
     s->blocks_total = r->blocks_total;
     s->blocks_free = r->blocks_free;
@@ -167,6 +145,35 @@ void kvxi_node_on_stats_reply(struct kvx_peer *peer, const kvxi_envelope_t *env)
     for (size_t i = 0; i < r->n_counters; i++) {
         stats_add(s, r->counters[i]->value, "%s", r->counters[i]->key);
     }
+}
+
+void kvxi_node_on_stats(struct kvx_peer *peer, const kvxi_envelope_t *env)
+{
+    kvxi_envelope_t out = KVX__V1__ENVELOPE__INIT;
+    kvxi_stats_wire_t *w = malloc(sizeof(*w));
+
+    if (w == NULL) {
+        kvxi_peer_send_error(peer, env->request_id, KVX_ERR_NO_MEMORY,
+                             "out of memory");
+        return;
+    }
+    kvxi_node_stats_wire(peer->node, w);
+    out.request_id = env->request_id;
+    out.body_case = KVX__V1__ENVELOPE__BODY_STATS_REPLY;
+    out.stats_reply = &w->reply;
+    kvxi_peer_send(peer, &out);
+    free(w);
+}
+
+void kvxi_node_on_stats_reply(struct kvx_peer *peer, const kvxi_envelope_t *env)
+{
+    if (peer->stats_req == 0 || env->request_id != peer->stats_req) {
+        kvxi_debug("node %s: peer %s: StatsReply %llu not awaited: ignored",
+                   peer->node->node_id, peer->addr,
+                   (unsigned long long)env->request_id);
+        return;
+    }
+    kvxi_stats_from_wire(env->stats_reply, peer->stats_out);
     peer->stats_req = 0;
     peer->stats_status = KVX_OK;
 }

@@ -19,6 +19,7 @@
 #include <kvx/rdma.h>
 #include <kvx/node.h>
 #include <kvx/ticket.h>
+#include <kvx/client.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -72,7 +72,8 @@ enum kvx_node_param_field {
     KVX_NODE_PARAM_FIELD_SECRET = 1u << 5,
     KVX_NODE_PARAM_FIELD_HEARTBEAT = 1u << 6,
     KVX_NODE_PARAM_FIELD_LEASE = 1u << 7,
-    KVX_NODE_PARAM_FIELD_HOLD = 1u << 8
+    KVX_NODE_PARAM_FIELD_HOLD = 1u << 8,
+    KVX_NODE_PARAM_FIELD_ENGINE_SOCKET = 1u << 9
 };
 
 typedef struct kvx_node_params {
@@ -109,6 +110,11 @@ typedef struct kvx_node_params {
         later kvx_node_recv() gets KVX_ERR_NOT_FOUND. Default 0: held until
         collected. At most 86,400,000. */
     uint32_t hold_ms;
+    /** ENGINE_SOCKET: unix socket path ("/run/kvxd.sock", or with a
+        "unix:" prefix) on which local engines attach (kvx/client.h):
+        created mode 0600, a stale socket file is replaced, removed by
+        kvx_node_destroy(). Default: engines cannot attach. */
+    const char *engine_socket;
 } kvx_node_params_t;
 
 /**
