@@ -27,6 +27,7 @@
 #define KVXD_EXIT_CONFIG 2
 
 #define KVXD_SECRET_MAX 1024
+#define KVXD_SOCKET_PATH_MAX 107 /* sun_path without its NUL */
 #define KVXD_PROGRESS_MS 100
 #define KVXD_RETRY_MIN_MS 1000
 #define KVXD_RETRY_MAX_MS 8000
@@ -328,6 +329,13 @@ static int kvxd_validate(const kvxd_config_t *cfg)
                  (unsigned long long)layout.block_bytes);
         return kvxd_config_error(msg);
     }
+    if (cfg->socket[0] != '\0' &&
+        (strlen(cfg->socket) > KVXD_SOCKET_PATH_MAX ||
+         (cfg->socket[0] != '/' && strncmp(cfg->socket, "unix:/", 6) != 0))) {
+        return kvxd_config_error("socket: must be an absolute path of at most "
+                                 "107 bytes (/run/kvxd.sock or "
+                                 "unix:/run/kvxd.sock), or empty");
+    }
     return KVXD_EXIT_OK;
 }
 
@@ -455,9 +463,10 @@ static int kvxd_signals(void)
     return 0;
 }
 
+/* @p engines: listen on the socket option (when it is not empty). */
 static kvx_status_t kvxd_node_create(const kvxd_config_t *cfg,
                                      const uint8_t *secret, size_t secret_len,
-                                     kvx_node_h *node_p)
+                                     int engines, kvx_node_h *node_p)
 {
     kvx_layout_params_t lp;
     kvx_node_params_t np = {
@@ -487,7 +496,37 @@ static kvx_status_t kvxd_node_create(const kvxd_config_t *cfg,
         np.secret = secret;
         np.secret_len = secret_len;
     }
+    if (engines && cfg->socket[0] != '\0') {
+        np.field_mask |= KVX_NODE_PARAM_FIELD_ENGINE_SOCKET;
+        np.engine_socket = cfg->socket;
+    }
     return kvx_node_create(&np, node_p);
+}
+
+/*
+ * Creates the node. An explicitly configured engine socket must work; the
+ * default one (/run/kvxd.sock) is best effort: when the node cannot be
+ * created with it but can without it (no write access to /run, another
+ * kvxd owns the socket), kvxd runs without engine attach and says so.
+ */
+static kvx_status_t kvxd_node_start(const kvxd_config_t *cfg,
+                                    const uint8_t *secret, size_t secret_len,
+                                    kvx_node_h *node_p, int *engines_p)
+{
+    kvx_status_t st = kvxd_node_create(cfg, secret, secret_len, 1, node_p);
+
+    *engines_p = st == KVX_OK && cfg->socket[0] != '\0';
+    if (st == KVX_OK || cfg->socket[0] == '\0' ||
+        strcmp(cfg->socket, kvxd_opt_default("socket")) != 0 ||
+        kvxd_node_create(cfg, secret, secret_len, 0, node_p) != KVX_OK) {
+        return st;
+    }
+    kvxd_log(KVX_LOG_WARN,
+             "socket %s: cannot listen for engines (%s): running without "
+             "engine attach (set socket to a writable path, or \"\" to "
+             "disable it)",
+             cfg->socket, kvx_status_string(st));
+    return KVX_OK;
 }
 
 static int kvxd_run(const kvxd_config_t *cfg, const uint8_t *secret,
@@ -497,23 +536,18 @@ static int kvxd_run(const kvxd_config_t *cfg, const uint8_t *secret,
     kvx_node_h node = NULL;
     size_t n_peers = 0;
     kvx_status_t st;
-    int rc;
+    int rc, engines = 0;
 
-    if (cfg->socket[0] != '\0' &&
-        strcmp(cfg->socket, kvxd_opt_default("socket")) != 0) {
-        kvxd_log(KVX_LOG_WARN,
-                 "socket %s: engine attach over the unix socket is not "
-                 "implemented yet",
-                 cfg->socket);
-    }
     rc = kvxd_peers_parse(cfg->peers, &peers, &n_peers);
     if (rc != KVXD_EXIT_OK) {
         return rc;
     }
-    st = kvxd_node_create(cfg, secret, secret_len, &node);
+    st = kvxd_node_start(cfg, secret, secret_len, &node, &engines);
     if (st != KVX_OK) {
-        kvxd_log(KVX_LOG_ERROR, "cannot create the node (listen %s): %s",
+        kvxd_log(KVX_LOG_ERROR,
+                 "cannot create the node (listen %s, socket %s): %s",
                  cfg->listen[0] != '\0' ? cfg->listen : "none",
+                 cfg->socket[0] != '\0' ? cfg->socket : "none",
                  kvx_status_string(st));
         rc = st == KVX_ERR_INVALID_PARAM ? KVXD_EXIT_CONFIG : KVXD_EXIT_FAIL;
         goto out;
@@ -546,10 +580,12 @@ static int kvxd_run(const kvxd_config_t *cfg, const uint8_t *secret,
         }
     }
     kvxd_log(KVX_LOG_INFO,
-             "node %s up: %llu blocks of %llu bytes, %zu static peers%s",
+             "node %s up: %llu blocks of %llu bytes, %zu static peers%s, "
+             "engines attach at %s",
              cfg->node_id, (unsigned long long)cfg->pool_blocks,
              (unsigned long long)kvx_node_layout(node)->block_bytes, n_peers,
-             secret_len > 0 ? ", authenticated" : ", NO authentication");
+             secret_len > 0 ? ", authenticated" : ", NO authentication",
+             engines ? cfg->socket : "(none)");
     if (kvx_node_listen_addr(node) != NULL) {
         printf("kvxd: listening on %s\n", kvx_node_listen_addr(node));
     } else {
