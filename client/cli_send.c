@@ -10,6 +10,14 @@
  * pushed one after the other with KVX_XFER_FLAG_CHECKSUM (unless
  * --no-checksum), so on a peer that starts empty the blocks on the wire are
  * exactly the distinct blocks.
+ *
+ * The sending side is either an embedded node of the tool's own (default)
+ * or, with --via SOCKET, a local kvxd the tool attaches to as an engine
+ * would (kvx/client.h): the blocks are written straight into the daemon's
+ * pool and the daemon pushes them. With --check-at SOCKET the tool also
+ * attaches to the receiving daemon, collects every request there as a
+ * decode engine would (kvx_client_recv()) and compares each block's bytes
+ * with what was written.
  */
 #include "cli_send.h"
 
@@ -25,7 +33,22 @@ typedef struct req_result {
     uint32_t blocks, hits, sent, mismatches;
     uint64_t bytes, elapsed_ns;
     kvx_status_t status;
+    uint32_t check_bad; /* --check-at: blocks that differ or are missing */
 } req_result_t;
+
+/* Where the blocks come from: an embedded node or an attached kvxd. */
+typedef struct send_side {
+    kvx_node_h node; /* embedded: ours, connected to the peer */
+    kvx_peer_h peer;
+    kvx_client_h client; /* --via: the local kvxd that pushes */
+    kvx_client_h check;  /* --check-at: the receiving kvxd */
+    uint64_t block_bytes;
+    uint32_t layers;
+    uint32_t block_tokens;
+    kvx_transport_t transport; /* --via: from the transfers */
+    const char *model;         /* preset name, or "custom" */
+    char peer_name[KVX_TICKET_NODE_ID_MAX];
+} send_side_t;
 
 static uint32_t token_of(const cli_send_cfg_t *c, uint32_t r, uint32_t i)
 {
@@ -104,8 +127,8 @@ static const char *checksum_result(const cli_send_cfg_t *c,
 }
 
 /* Keys of every request: requests x nb, in request order. */
-static int make_keys(const cli_send_cfg_t *c, uint32_t nb,
-                     kvx_block_key_t *keys)
+static int make_keys(const cli_send_cfg_t *c, uint32_t block_tokens,
+                     uint32_t nb, kvx_block_key_t *keys)
 {
     uint32_t *tok = malloc((size_t)c->prompt * sizeof(*tok));
     kvx_key_chain_t chain;
@@ -118,9 +141,8 @@ static int make_keys(const cli_send_cfg_t *c, uint32_t nb,
         }
         st = kvx_key_chain_init(&chain, KVX_KEY_ALGO_XXH3_128, c->seed);
         if (st == KVX_OK) {
-            st = kvx_key_chain_blocks(&chain, tok, c->prompt,
-                                      c->node.block_tokens, NULL, 0,
-                                      keys + (size_t)r * nb, nb, &n);
+            st = kvx_key_chain_blocks(&chain, tok, c->prompt, block_tokens,
+                                      NULL, 0, keys + (size_t)r * nb, nb, &n);
         }
         if (st != KVX_OK || n != nb) {
             break;
@@ -134,14 +156,56 @@ static int make_keys(const cli_send_cfg_t *c, uint32_t nb,
     return 0;
 }
 
-/* The sources: READY blocks (one pin each per request) holding each key's
+static kvx_status_t side_reserve(send_side_t *sd, const kvx_block_key_t *k,
+                                 uint32_t nb, kvx_block_ref_t *ref,
+                                 uint8_t *hit, kvx_lease_id_t *lease_p)
+{
+    if (sd->client != NULL) {
+        return kvx_client_reserve(sd->client, nb, k, 0, ref, hit, lease_p);
+    }
+    return kvx_alloc_reserve_keyed(kvx_node_alloc(sd->node), k, nb,
+                                   kvx_clock_monotonic_ns(NULL) +
+                                       SOURCE_LEASE_NS,
+                                   lease_p, ref, hit, NULL);
+}
+
+static kvx_status_t side_seal(send_side_t *sd, kvx_lease_id_t lease)
+{
+    return sd->client != NULL
+               ? kvx_client_seal(sd->client, lease)
+               : kvx_alloc_lease_commit(kvx_node_alloc(sd->node), lease);
+}
+
+static void *side_block_addr(send_side_t *sd, uint32_t block)
+{
+    return sd->client != NULL
+               ? kvx_client_block_addr(sd->client, block)
+               : kvx_pool_block_addr(kvx_node_pool(sd->node), block);
+}
+
+static void side_release(send_side_t *sd, const kvx_block_ref_t *refs,
+                         uint64_t n)
+{
+    if (sd->client != NULL) {
+        for (uint64_t i = 0; i < n; i += KVX_LAYOUT_DIM_MAX) {
+            uint64_t m =
+                n - i < KVX_LAYOUT_DIM_MAX ? n - i : KVX_LAYOUT_DIM_MAX;
+
+            kvx_client_release(sd->client, refs + i, (uint32_t)m, NULL);
+        }
+        return;
+    }
+    for (uint64_t i = 0; sd->node != NULL && i < n; i++) {
+        kvx_alloc_unpin(kvx_node_alloc(sd->node), refs[i]);
+    }
+}
+
+/* The sources: READY blocks (one hold each per request) holding each key's
  * bytes. Returns how many requests were prepared. */
-static uint32_t make_sources(const cli_send_cfg_t *c, kvx_node_h node,
+static uint32_t make_sources(const cli_send_cfg_t *c, send_side_t *sd,
                              uint32_t nb, const kvx_block_key_t *keys,
                              kvx_block_ref_t *refs)
 {
-    kvx_alloc_h alloc = kvx_node_alloc(node);
-    uint64_t bb = kvx_node_layout(node)->block_bytes;
     uint8_t *hit = malloc(nb);
     kvx_lease_id_t lease;
     kvx_status_t st = KVX_ERR_NO_MEMORY;
@@ -151,21 +215,18 @@ static uint32_t make_sources(const cli_send_cfg_t *c, kvx_node_h node,
         const kvx_block_key_t *k = keys + (size_t)r * nb;
         kvx_block_ref_t *ref = refs + (size_t)r * nb;
 
-        st = kvx_alloc_reserve_keyed(
-            alloc, k, nb, kvx_clock_monotonic_ns(NULL) + SOURCE_LEASE_NS,
-            &lease, ref, hit, NULL);
+        st = side_reserve(sd, k, nb, ref, hit, &lease);
         if (st != KVX_OK) {
             break;
         }
         for (uint32_t i = 0; i < nb; i++) {
             if (!hit[i]) {
-                fill_block(
-                    kvx_pool_block_addr(kvx_node_pool(node), ref[i].block), bb,
-                    &k[i]);
+                fill_block(side_block_addr(sd, ref[i].block), sd->block_bytes,
+                           &k[i]);
             }
         }
-        if (lease != 0 &&
-            (st = kvx_alloc_lease_commit(alloc, lease)) != KVX_OK) {
+        if (lease != 0 && (st = side_seal(sd, lease)) != KVX_OK) {
+            side_release(sd, ref, nb);
             break;
         }
     }
@@ -177,7 +238,43 @@ static uint32_t make_sources(const cli_send_cfg_t *c, kvx_node_h node,
     return r;
 }
 
-static void push_one(const cli_send_cfg_t *c, kvx_node_h node, kvx_peer_h peer,
+static void query_one(req_result_t *q, const kvx_xfer_attr_t *a)
+{
+    q->hits = a->blocks_hit;
+    q->sent = a->blocks_sent;
+    q->bytes = a->bytes_sent;
+    q->mismatches = a->checksum_mismatches;
+    q->elapsed_ns = a->elapsed_ns;
+}
+
+/* --via: the attached kvxd pushes the blocks it holds for us. */
+static void push_attached(const cli_send_cfg_t *c, send_side_t *sd,
+                          const kvx_xfer_params_t *xp, req_result_t *q)
+{
+    kvx_client_xfer_h x;
+    kvx_xfer_attr_t a;
+
+    q->status = kvx_client_push(sd->client, c->peer, xp, &x);
+    if (q->status != KVX_OK) {
+        return;
+    }
+    for (uint32_t l = 1; c->layerwise && l <= sd->layers; l++) {
+        kvx_client_xfer_layer_ready(x, l);
+    }
+    q->status = kvx_client_xfer_wait(x, c->deadline_ms + 10000);
+    if (q->status == KVX_INPROGRESS) {
+        kvx_client_xfer_abort(x);
+        q->status = kvx_client_xfer_wait(x, 10000);
+    }
+    kvx_client_xfer_query(x, &a);
+    query_one(q, &a);
+    if (a.transport != KVX_TRANSPORT_AUTO) {
+        sd->transport = a.transport;
+    }
+    kvx_client_xfer_release(x);
+}
+
+static void push_one(const cli_send_cfg_t *c, send_side_t *sd,
                      const kvx_block_ref_t *refs, const kvx_block_key_t *keys,
                      uint32_t nb, req_result_t *q)
 {
@@ -194,18 +291,21 @@ static void push_one(const cli_send_cfg_t *c, kvx_node_h node, kvx_peer_h peer,
         .flags = (c->no_checksum ? 0u : KVX_XFER_FLAG_CHECKSUM) |
                  (c->layerwise ? KVX_XFER_FLAG_LAYERWISE : 0u),
     };
-    uint32_t layers = kvx_node_layout(node)->num_layers;
     kvx_xfer_attr_t a;
     kvx_xfer_h x;
 
     q->blocks = nb;
-    q->status = kvx_node_push(node, peer, &xp, &x);
+    if (sd->client != NULL) {
+        push_attached(c, sd, &xp, q);
+        return;
+    }
+    q->status = kvx_node_push(sd->node, sd->peer, &xp, &x);
     if (q->status != KVX_OK) {
         return;
     }
-    for (uint32_t l = 1; c->layerwise && l <= layers; l++) {
+    for (uint32_t l = 1; c->layerwise && l <= sd->layers; l++) {
         kvx_xfer_layer_ready(x, l); /* as prefill finishes each layer */
-        kvx_node_progress(node, 0);
+        kvx_node_progress(sd->node, 0);
     }
     /* Every transfer ends by its deadline; the margin covers the abort. */
     q->status = kvx_xfer_wait(x, c->deadline_ms + 10000);
@@ -214,21 +314,52 @@ static void push_one(const cli_send_cfg_t *c, kvx_node_h node, kvx_peer_h peer,
         q->status = kvx_xfer_wait(x, 10000);
     }
     kvx_xfer_query(x, &a);
-    q->hits = a.blocks_hit;
-    q->sent = a.blocks_sent;
-    q->bytes = a.bytes_sent;
-    q->mismatches = a.checksum_mismatches;
-    q->elapsed_ns = a.elapsed_ns;
+    query_one(q, &a);
     kvx_xfer_release(x);
+}
+
+/* --check-at: collect the request on the receiving kvxd, as its decode
+ * engine would, and compare every block with the bytes its key stands
+ * for. Returns the blocks that are missing or differ. */
+static uint32_t check_one(send_side_t *sd, uint64_t id,
+                          const kvx_block_key_t *keys, uint32_t nb,
+                          kvx_block_ref_t *got)
+{
+    uint64_t bb = sd->block_bytes;
+    uint8_t *want = malloc(bb);
+    uint32_t n = 0, bad = 0;
+    kvx_status_t st;
+
+    st = kvx_client_recv(sd->check, id, 10000, got, nb, &n);
+    if (st != KVX_OK || n != nb || want == NULL) {
+        fprintf(stderr,
+                "kvx: --check-at: request %llu: %s (%u of %u "
+                "blocks)\n",
+                (unsigned long long)id, kvx_status_string(st), n, nb);
+        free(want);
+        if (st == KVX_OK) {
+            kvx_client_release(sd->check, got, n, NULL);
+        }
+        return nb;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        fill_block(want, bb, &keys[i]);
+        bad += memcmp(kvx_client_block_addr(sd->check, got[i].block), want,
+                      bb) != 0;
+    }
+    kvx_client_release(sd->check, got, n, NULL);
+    free(want);
+    return bad;
 }
 
 typedef struct totals {
     uint64_t blocks, hits, sent, logical, wire, ns;
+    uint64_t checked, check_bad; /* --check-at */
     uint32_t failed, corrupt, unique;
     double wall_s;
 } totals_t;
 
-static void print_json(const cli_send_cfg_t *c, kvx_peer_h peer, uint64_t bb,
+static void print_json(const cli_send_cfg_t *c, const send_side_t *sd,
                        const req_result_t *res, const totals_t *t)
 {
     double saved =
@@ -237,25 +368,28 @@ static void print_json(const cli_send_cfg_t *c, kvx_peer_h peer, uint64_t bb,
     printf("{\"command\":\"send\",\"peer\":");
     cli_json_str(stdout, c->peer);
     printf(",\"peer_name\":");
-    cli_json_str(stdout, kvx_peer_name(peer));
+    cli_json_str(stdout, sd->peer_name);
+    printf(",\"via\":");
+    cli_json_str(stdout, c->via != NULL ? c->via : "");
+    printf(",\"check_at\":");
+    cli_json_str(stdout, c->check_at != NULL ? c->check_at : "");
     printf(",\"transport\":\"%s\",\"model\":\"%s\",\"block_tokens\":%u,"
            "\"block_bytes\":%llu,\"prompt_tokens\":%u,"
            "\"shared_prefix_tokens\":%u,\"layerwise\":%s,\"checksum\":%s,"
            "\"requests\":[",
-           kvx_transport_string(kvx_peer_transport(peer)), c->node.model->name,
-           c->node.block_tokens, (unsigned long long)bb, c->prompt,
-           c->shared_prefix, c->layerwise ? "true" : "false",
-           c->no_checksum ? "false" : "true");
+           kvx_transport_string(sd->transport), sd->model, sd->block_tokens,
+           (unsigned long long)sd->block_bytes, c->prompt, c->shared_prefix,
+           c->layerwise ? "true" : "false", c->no_checksum ? "false" : "true");
     for (uint32_t r = 0; r < c->requests; r++) {
         const req_result_t *q = &res[r];
 
         printf("%s{\"request_id\":%llu,\"blocks\":%u,\"hits\":%u,"
                "\"sent\":%u,\"bytes\":%llu,\"checksum\":\"%s\","
-               "\"checksum_mismatches\":%u,\"time_ms\":%.3f,"
-               "\"status\":\"%s\",\"ok\":%s}",
+               "\"checksum_mismatches\":%u,\"check_bad_blocks\":%u,"
+               "\"time_ms\":%.3f,\"status\":\"%s\",\"ok\":%s}",
                r ? "," : "", (unsigned long long)q->id, q->blocks, q->hits,
                q->sent, (unsigned long long)q->bytes, checksum_result(c, q),
-               q->mismatches, (double)q->elapsed_ns / 1e6,
+               q->mismatches, q->check_bad, (double)q->elapsed_ns / 1e6,
                kvx_status_string(q->status),
                q->status == KVX_OK ? "true" : "false");
     }
@@ -264,16 +398,18 @@ static void print_json(const cli_send_cfg_t *c, kvx_peer_h peer, uint64_t bb,
            "\"hit_blocks\":%llu,\"wire_blocks\":%llu,\"logical_bytes\":%llu,"
            "\"wire_bytes\":%llu,\"dedupe_saved_pct\":%.2f,"
            "\"transfer_time_s\":%.6f,\"wall_time_s\":%.6f,"
-           "\"throughput_gbps\":%.3f},\"ok\":%s}\n",
+           "\"throughput_gbps\":%.3f,\"checked_blocks\":%llu,"
+           "\"check_bad_blocks\":%llu},\"ok\":%s}\n",
            c->requests, t->failed, t->corrupt, (unsigned long long)t->blocks,
            t->unique, (unsigned long long)t->hits, (unsigned long long)t->sent,
            (unsigned long long)t->logical, (unsigned long long)t->wire, saved,
            (double)t->ns / 1e9, t->wall_s,
            t->ns ? (double)t->wire / (double)t->ns : 0.0,
+           (unsigned long long)t->checked, (unsigned long long)t->check_bad,
            t->failed == 0 ? "true" : "false");
 }
 
-static void print_text(const cli_send_cfg_t *c, kvx_peer_h peer, uint64_t bb,
+static void print_text(const cli_send_cfg_t *c, const send_side_t *sd,
                        const req_result_t *res, const totals_t *t)
 {
     char b1[32], b2[32];
@@ -281,10 +417,13 @@ static void print_text(const cli_send_cfg_t *c, kvx_peer_h peer, uint64_t bb,
     printf("kvx send: %u request(s) x %llu blocks (%u tokens, %u shared) of "
            "%s, %s per block, to %s (node %s) over %s%s\n",
            c->requests, (unsigned long long)(t->blocks / c->requests),
-           c->prompt, c->shared_prefix, c->node.model->name,
-           human((double)bb, b1, sizeof(b1)), c->peer, kvx_peer_name(peer),
-           kvx_transport_string(kvx_peer_transport(peer)),
+           c->prompt, c->shared_prefix, sd->model,
+           human((double)sd->block_bytes, b1, sizeof(b1)), c->peer,
+           sd->peer_name, kvx_transport_string(sd->transport),
            c->layerwise ? ", layer-wise" : "");
+    if (c->via != NULL) {
+        printf("written into and pushed by the kvxd at %s\n", c->via);
+    }
     printf("%8s %7s %6s %6s %12s %10s %10s  %s\n", "request", "blocks", "hits",
            "sent", "bytes", "checksum", "time_ms", "status");
     for (uint32_t r = 0; r < c->requests; r++) {
@@ -307,105 +446,218 @@ static void print_text(const cli_send_cfg_t *c, kvx_peer_h peer, uint64_t bb,
            "(%.3f ms wall)\n",
            t->ns ? (double)t->wire / (double)t->ns : 0.0, (double)t->ns / 1e6,
            t->wall_s * 1e3);
+    if (c->check_at != NULL) {
+        printf("decode side: %llu block(s) collected at %s and compared "
+               "byte for byte: %s\n",
+               (unsigned long long)t->checked, c->check_at,
+               t->check_bad == 0 ? "all identical" : "MISMATCH");
+    }
     if (t->failed > 0) {
         printf("FAILED: %u of %u transfer(s)%s\n", t->failed, c->requests,
                t->corrupt ? ", some failed their checksum" : "");
     }
 }
 
-int cli_send_run(const cli_send_cfg_t *c)
+/* The preset a layout matches (for the report), or "custom". */
+static const char *model_of(const kvx_layout_t *l)
 {
-    uint32_t nb = c->prompt / c->node.block_tokens, prepared = 0;
-    uint64_t total = (uint64_t)c->requests * nb, bb, t0;
-    kvx_block_key_t *keys = NULL;
-    kvx_block_ref_t *refs = NULL;
-    req_result_t *res = NULL;
-    kvx_node_h node = NULL;
-    totals_t t = {0};
-    kvx_peer_h peer;
-    char id[64], b1[32];
-    int rc = CLI_EXIT_FAIL;
+    for (size_t i = 0; i < CLI_N_MODELS; i++) {
+        const cli_model_t *m = &cli_models[i];
 
-    bb = cli_block_bytes(&c->node);
-    if (bb == 0 || total > SEND_TOTAL_BLOCKS_MAX) {
-        fprintf(stderr, "kvx: %llu blocks in all: too many (at most %u)\n",
-                (unsigned long long)total, SEND_TOTAL_BLOCKS_MAX);
-        return CLI_EXIT_USAGE;
+        if (l->num_layers == m->layers && l->kv_parts == m->kv_parts &&
+            l->kv_heads == m->kv_heads && l->head_dim == m->head_dim &&
+            l->dtype_size == 2) {
+            return m->name;
+        }
     }
-    keys = malloc(total * sizeof(*keys));
-    refs = malloc(total * sizeof(*refs));
-    res = calloc(c->requests, sizeof(*res));
-    if (keys == NULL || refs == NULL || res == NULL) {
-        fprintf(stderr, "kvx: out of memory\n");
-        goto out;
+    return "custom";
+}
+
+static kvx_status_t attach(const char *path, const char *what,
+                           kvx_client_h *client_p)
+{
+    kvx_client_params_t p = {
+        .field_mask = KVX_CLIENT_PARAM_FIELD_NAME,
+        .name = what,
+    };
+    kvx_status_t st = kvx_client_attach(path, &p, client_p);
+
+    if (st != KVX_OK) {
+        fprintf(stderr, "kvx: cannot attach to the kvxd at %s: %s\n", path,
+                kvx_status_string(st));
     }
-    if (make_keys(c, nb, keys) != 0) {
-        goto out;
+    return st;
+}
+
+/* Opens the sending side: attach to --via, or start a node sized for
+ * @p unique blocks and connect it to the peer. */
+static int side_open(const cli_send_cfg_t *c, uint32_t unique, send_side_t *sd)
+{
+    char id[64], b1[32];
+    int rc;
+
+    if (c->via != NULL) {
+        const kvx_layout_t *l;
+
+        if (attach(c->via, "kvx send", &sd->client) != KVX_OK) {
+            return CLI_EXIT_FAIL;
+        }
+        l = kvx_client_layout(sd->client);
+        sd->block_bytes = l->block_bytes;
+        sd->layers = l->num_layers;
+        sd->block_tokens = l->block_tokens;
+        sd->model = model_of(l);
+        return CLI_EXIT_OK;
     }
-    t.unique = count_unique(keys, total);
-    if (t.unique == 0 || t.unique > KVX_LAYOUT_DIM_MAX ||
-        (uint64_t)t.unique * bb > SEND_POOL_BYTES_MAX) {
-        fprintf(stderr,
-                "kvx: the workload needs %u distinct blocks of %s: more "
-                "than this tool holds (64 GiB, 2^20 blocks); use fewer "
-                "requests or a shorter prompt\n",
-                t.unique, human((double)bb, b1, sizeof(b1)));
-        rc = CLI_EXIT_USAGE;
-        goto out;
-    }
+    sd->block_bytes = cli_block_bytes(&c->node);
+    sd->layers = c->node.model->layers;
+    sd->block_tokens = c->node.block_tokens;
+    sd->model = c->node.model->name;
     snprintf(id, sizeof(id), "kvx-send-%ld", (long)getpid());
-    if (cli_node_create(&c->node, id, NULL, t.unique, &node) != KVX_OK) {
+    if (cli_node_create(&c->node, id, NULL, unique, &sd->node) != KVX_OK) {
         fprintf(stderr, "kvx: cannot start a node with %u blocks of %s\n",
-                t.unique, human((double)bb, b1, sizeof(b1)));
-        goto out;
+                unique, human((double)sd->block_bytes, b1, sizeof(b1)));
+        return CLI_EXIT_FAIL;
     }
     /* Commit the pool before filling it: one madvise instead of a fault per
      * page (kvxd does the same on the receiving side, pool_prefault). */
-    if (kvx_pool_populate(kvx_node_pool(node)) != KVX_OK) {
+    if (kvx_pool_populate(kvx_node_pool(sd->node)) != KVX_OK) {
         fprintf(stderr, "kvx: cannot pre-fault the pool; going on lazily\n");
     }
-    rc = cli_connect(node, c->peer, c->timeout_ms, &peer);
-    if (rc != CLI_EXIT_OK) {
+    rc = cli_connect(sd->node, c->peer, c->timeout_ms, &sd->peer);
+    if (rc == CLI_EXIT_OK) {
+        sd->transport = kvx_peer_transport(sd->peer);
+        snprintf(sd->peer_name, sizeof(sd->peer_name), "%s",
+                 kvx_peer_name(sd->peer));
+    }
+    return rc;
+}
+
+/* --via: the peer's node id as the kvxd knows it (after the first push). */
+static void side_peer_name(const cli_send_cfg_t *c, send_side_t *sd)
+{
+    kvx_client_peer_t *peers;
+    uint32_t n = 0;
+
+    if (sd->client == NULL || (peers = calloc(64, sizeof(*peers))) == NULL) {
+        return;
+    }
+    if (kvx_client_peers(sd->client, peers, 64, &n) == KVX_OK) {
+        for (uint32_t i = 0; i < n && i < 64; i++) {
+            if (strcmp(peers[i].addr, c->peer) == 0 ||
+                strcmp(peers[i].node_id, c->peer) == 0) {
+                snprintf(sd->peer_name, sizeof(sd->peer_name), "%s",
+                         peers[i].node_id);
+            }
+        }
+    }
+    free(peers);
+}
+
+int cli_send_run(const cli_send_cfg_t *c)
+{
+    uint32_t nb = 0, bt, prepared = 0;
+    uint64_t total, t0;
+    kvx_block_key_t *keys = NULL;
+    kvx_block_ref_t *refs = NULL, *got = NULL;
+    req_result_t *res = NULL;
+    send_side_t sd = {.model = "?", .peer_name = "?"};
+    totals_t t = {0};
+    char b1[32];
+    int rc = CLI_EXIT_FAIL;
+
+    if (c->check_at != NULL &&
+        attach(c->check_at, "kvx send --check-at", &sd.check) != KVX_OK) {
+        return CLI_EXIT_FAIL;
+    }
+    /* --via: the daemon's layout decides block_tokens and bytes. */
+    if (c->via != NULL && (rc = side_open(c, 0, &sd)) != CLI_EXIT_OK) {
         goto out;
     }
     rc = CLI_EXIT_FAIL;
-    prepared = make_sources(c, node, nb, keys, refs);
+    bt = c->via != NULL ? sd.block_tokens : c->node.block_tokens;
+    nb = c->prompt / bt;
+    total = (uint64_t)c->requests * nb;
+    if (nb == 0 || total > SEND_TOTAL_BLOCKS_MAX) {
+        fprintf(stderr, "kvx: %llu blocks in all: need 1 .. %u\n",
+                (unsigned long long)total, SEND_TOTAL_BLOCKS_MAX);
+        rc = CLI_EXIT_USAGE;
+        goto out;
+    }
+    keys = malloc(total * sizeof(*keys));
+    refs = malloc(total * sizeof(*refs));
+    got = malloc(nb * sizeof(*got));
+    res = calloc(c->requests, sizeof(*res));
+    if (keys == NULL || refs == NULL || got == NULL || res == NULL) {
+        fprintf(stderr, "kvx: out of memory\n");
+        goto out;
+    }
+    if (make_keys(c, bt, nb, keys) != 0) {
+        goto out;
+    }
+    t.unique = count_unique(keys, total);
+    if (c->via == NULL) {
+        uint64_t bb = cli_block_bytes(&c->node);
+
+        if (bb == 0 || t.unique == 0 || t.unique > KVX_LAYOUT_DIM_MAX ||
+            (uint64_t)t.unique * bb > SEND_POOL_BYTES_MAX) {
+            fprintf(stderr,
+                    "kvx: the workload needs %u distinct blocks of %s: more "
+                    "than this tool holds (64 GiB, 2^20 blocks); use fewer "
+                    "requests or a shorter prompt\n",
+                    t.unique, human((double)bb, b1, sizeof(b1)));
+            rc = CLI_EXIT_USAGE;
+            goto out;
+        }
+        if ((rc = side_open(c, t.unique, &sd)) != CLI_EXIT_OK) {
+            goto out;
+        }
+        rc = CLI_EXIT_FAIL;
+    }
+    prepared = make_sources(c, &sd, nb, keys, refs);
     if (prepared < c->requests) {
         goto out;
     }
     t0 = kvx_clock_monotonic_ns(NULL);
     for (uint32_t r = 0; r < c->requests; r++) {
         req_result_t *q = &res[r];
+        const kvx_block_key_t *k = keys + (size_t)r * nb;
 
         q->id = ((uint64_t)getpid() << 32) + r + 1;
-        push_one(c, node, peer, refs + (size_t)r * nb, keys + (size_t)r * nb,
-                 nb, q);
+        push_one(c, &sd, refs + (size_t)r * nb, k, nb, q);
+        if (sd.check != NULL && q->status == KVX_OK) {
+            q->check_bad = check_one(&sd, q->id, k, nb, got);
+            t.checked += nb;
+            t.check_bad += q->check_bad;
+        }
         t.blocks += nb;
         t.hits += q->hits;
         t.sent += q->sent;
         t.wire += q->bytes;
         t.ns += q->elapsed_ns;
-        t.failed += q->status != KVX_OK;
-        t.corrupt += q->status == KVX_ERR_CORRUPT;
+        t.failed += q->status != KVX_OK || q->check_bad != 0;
+        t.corrupt += q->status == KVX_ERR_CORRUPT || q->check_bad != 0;
         if (q->status != KVX_OK) {
             fprintf(stderr, "kvx: request %u: %s\n", r,
                     kvx_status_string(q->status));
         }
     }
     t.wall_s = (double)(kvx_clock_monotonic_ns(NULL) - t0) / 1e9;
-    t.logical = t.blocks * bb;
+    t.logical = t.blocks * sd.block_bytes;
+    side_peer_name(c, &sd);
     if (c->json) {
-        print_json(c, peer, bb, res, &t);
+        print_json(c, &sd, res, &t);
     } else {
-        print_text(c, peer, bb, res, &t);
+        print_text(c, &sd, res, &t);
     }
     rc = t.failed == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 out:
-    for (uint64_t i = 0; i < (uint64_t)prepared * nb; i++) {
-        kvx_alloc_unpin(kvx_node_alloc(node), refs[i]);
-    }
-    kvx_node_destroy(node);
+    side_release(&sd, refs, (uint64_t)prepared * nb);
+    kvx_node_destroy(sd.node);
+    kvx_client_detach(sd.client);
+    kvx_client_detach(sd.check);
     free(res);
+    free(got);
     free(refs);
     free(keys);
     return rc;

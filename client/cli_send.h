@@ -16,6 +16,8 @@ typedef struct cli_send_cfg {
     int layerwise;
     int no_checksum; /**< push without KVX_XFER_FLAG_CHECKSUM */
     int json;
+    const char *via;      /**< --via: attach to this kvxd and push from it */
+    const char *check_at; /**< --check-at: collect and compare here */
 } cli_send_cfg_t;
 
 /** Runs `kvx send`; returns the exit code. */

@@ -4,15 +4,18 @@
  *   kvx [--json] [--verbose] status PEER [node options]
  *   kvx [--json] [--verbose] send PEER [workload options] [node options]
  *   kvx [--json] [--verbose] rdma     (this host's RDMA devices, no peer)
- *   kvx peers | kvx pool     (need kvxd's engine socket: not yet)
+ *   kvx [--json] [--verbose] peers|pool [--socket PATH]   (the local kvxd)
  *
  * status and send run an embedded node that connects to PEER (a kvxd or any
  * kvx node) with the model preset's layout, so the handshake's layout check
  * passes exactly when PEER serves that model; status also lists this host's
- * RDMA devices, as rdma does alone. Exit codes: 0 success,
- * 1 failure, 2 usage, 3 not supported yet.
+ * RDMA devices, as rdma does alone. send --via SOCKET writes the workload
+ * into a local kvxd's pool and lets that daemon push it (cli_send.c);
+ * peers and pool attach to the local kvxd's engine socket (cli_local.c).
+ * Exit codes: 0 success, 1 failure, 2 usage.
  */
 #include "kvx_cli.h"
+#include "cli_local.h"
 #include "cli_send.h"
 
 #include <stdarg.h>
@@ -58,8 +61,8 @@ static void usage(FILE *f)
             "  send PEER         push a synthetic workload to PEER with\n"
             "                    checksums and report dedupe and throughput\n"
             "  rdma              list this host's RDMA devices (no peer)\n"
-            "  peers, pool       (need kvxd's engine socket: not supported "
-            "yet)\n"
+            "  peers             the local kvxd's peers\n"
+            "  pool              the local kvxd's pool: layout and occupancy\n"
             "\n"
             "node options (status, send; must match PEER's model):\n"
             "  --model NAME          llama-8b (default), llama-70b, "
@@ -80,9 +83,19 @@ static void usage(FILE *f)
             "  --no-checksum         push without per-block checksums\n"
             "  --deadline-ms MS      per-transfer deadline (default 30000)\n"
             "  --seed STR            key-chain seed (default \"0\")\n"
+            "  --via SOCKET          write into the local kvxd attached at\n"
+            "                        SOCKET and let it push (its layout "
+            "applies)\n"
+            "  --check-at SOCKET     collect every request at the receiving\n"
+            "                        kvxd's SOCKET and compare its bytes\n"
+            "\n"
+            "peers, pool options:\n"
+            "  --socket PATH         kvxd's engine socket "
+            "(default " CLI_SOCKET_DEFAULT ")\n"
+            "  --timeout-ms MS       reply timeout (default 10000)\n"
             "\n"
             "exit: 0 ok, 1 failure (connection, transfer, checksum), 2 "
-            "usage, 3 not supported yet\n");
+            "usage\n");
 }
 
 static int usage_error(const char *fmt, ...)
@@ -206,58 +219,6 @@ static int connect_peer(kvx_node_h node, const char *addr, uint32_t timeout_ms,
         }
     }
     return CLI_EXIT_FAIL;
-}
-
-static void print_stats_json(const kvx_node_stats_t *s)
-{
-    printf("{\"blocks_total\":%llu,\"blocks_free\":%llu,"
-           "\"blocks_cached\":%llu,\"leases_active\":%llu,"
-           "\"leases_fenced\":%llu,\"transfers_ok\":%llu,"
-           "\"transfers_failed\":%llu,\"bytes_sent\":%llu,"
-           "\"bytes_received\":%llu,\"dedupe_hit_blocks\":%llu,"
-           "\"counters_dropped\":%u,\"counters\":{",
-           (unsigned long long)s->blocks_total,
-           (unsigned long long)s->blocks_free,
-           (unsigned long long)s->blocks_cached,
-           (unsigned long long)s->leases_active,
-           (unsigned long long)s->leases_fenced,
-           (unsigned long long)s->transfers_ok,
-           (unsigned long long)s->transfers_failed,
-           (unsigned long long)s->bytes_sent,
-           (unsigned long long)s->bytes_received,
-           (unsigned long long)s->dedupe_hit_blocks, s->counters_dropped);
-    for (uint32_t i = 0; i < s->n_counters; i++) {
-        printf("%s", i ? "," : "");
-        cli_json_str(stdout, s->counters[i].name);
-        printf(":%llu", (unsigned long long)s->counters[i].value);
-    }
-    printf("}}");
-}
-
-static void print_stats_text(const kvx_node_stats_t *s)
-{
-    printf("  blocks      %llu total, %llu free, %llu cached\n",
-           (unsigned long long)s->blocks_total,
-           (unsigned long long)s->blocks_free,
-           (unsigned long long)s->blocks_cached);
-    printf("  leases      %llu active, %llu fenced\n",
-           (unsigned long long)s->leases_active,
-           (unsigned long long)s->leases_fenced);
-    printf("  transfers   %llu ok, %llu failed\n",
-           (unsigned long long)s->transfers_ok,
-           (unsigned long long)s->transfers_failed);
-    printf("  bytes       %llu sent, %llu received\n",
-           (unsigned long long)s->bytes_sent,
-           (unsigned long long)s->bytes_received);
-    printf("  dedupe      %llu blocks not sent (already held)\n",
-           (unsigned long long)s->dedupe_hit_blocks);
-    for (uint32_t i = 0; i < s->n_counters; i++) {
-        printf("  %-30s %llu\n", s->counters[i].name,
-               (unsigned long long)s->counters[i].value);
-    }
-    if (s->counters_dropped > 0) {
-        printf("  (%u more counters not shown)\n", s->counters_dropped);
-    }
 }
 
 /* ---- this host's RDMA devices (status, rdma) ---- */
@@ -511,7 +472,7 @@ static int cmd_status(int argc, char **argv)
         cli_json_str(stdout, kvx_peer_name(peer));
         printf(",\"transport\":\"%s\",\"stats\":",
                kvx_transport_string(kvx_peer_transport(peer)));
-        print_stats_json(s);
+        cli_print_stats_json(s);
         if (rdma != NULL) {
             printf(",");
             rdma_print_json(rdma);
@@ -521,7 +482,7 @@ static int cmd_status(int argc, char **argv)
         printf("peer %s (node %s), data path %s\n", peer_addr,
                kvx_peer_name(peer),
                kvx_transport_string(kvx_peer_transport(peer)));
-        print_stats_text(s);
+        cli_print_stats_text(s);
         if (rdma != NULL) {
             rdma_print_text(rdma);
         }
@@ -554,7 +515,8 @@ static int cmd_send(int argc, char **argv)
     }
     while ((r = next_opt(argc, argv, &i,
                          NODE_VALUED "--requests --prompt --shared-prefix "
-                                     "--deadline-ms --seed --timeout-ms",
+                                     "--deadline-ms --seed --timeout-ms "
+                                     "--via --check-at",
                          flag, sizeof(flag), &val)) == 1) {
         int t = cli_node_opt(&c.node, flag, val, err, sizeof(err));
 
@@ -589,6 +551,10 @@ static int cmd_send(int argc, char **argv)
             }
         } else if (strcmp(flag, "--seed") == 0) {
             c.seed = val;
+        } else if (strcmp(flag, "--via") == 0) {
+            c.via = val;
+        } else if (strcmp(flag, "--check-at") == 0) {
+            c.check_at = val;
         } else if (strcmp(flag, "--layerwise") == 0) {
             c.layerwise = 1;
         } else if (strcmp(flag, "--no-checksum") == 0) {
@@ -610,7 +576,7 @@ static int cmd_send(int argc, char **argv)
                            "(%u)",
                            c.shared_prefix, c.prompt);
     }
-    if (c.prompt < c.node.block_tokens) {
+    if (c.via == NULL && c.prompt < c.node.block_tokens) {
         return usage_error("--prompt (%u tokens) is shorter than one block "
                            "(%u tokens): nothing to send",
                            c.prompt, c.node.block_tokens);
@@ -619,6 +585,33 @@ static int cmd_send(int argc, char **argv)
         return usage_error("%s", err);
     }
     return cli_send_run(&c);
+}
+
+/* kvx peers | kvx pool [--socket PATH] [--timeout-ms MS] */
+static int cmd_local(int argc, char **argv, int pool)
+{
+    const char *socket = CLI_SOCKET_DEFAULT, *val;
+    uint32_t timeout_ms = CONNECT_TIMEOUT_MS;
+    char flag[32];
+    int i = 0, r;
+
+    while ((r = next_opt(argc, argv, &i, "--socket --timeout-ms", flag,
+                         sizeof(flag), &val)) == 1) {
+        if (strcmp(flag, "--socket") == 0) {
+            socket = val;
+        } else if (strcmp(flag, "--timeout-ms") == 0) {
+            if (cli_parse_u32(val, 1, 3600000, &timeout_ms) != 0) {
+                return usage_error("--timeout-ms: want 1 .. 3600000");
+            }
+        } else {
+            return usage_error("%s: unknown option %s", cli.command, flag);
+        }
+    }
+    if (r < 0) {
+        return CLI_EXIT_USAGE;
+    }
+    return pool ? cli_pool_run(socket, cli.json, timeout_ms)
+                : cli_peers_run(socket, cli.json, timeout_ms);
 }
 
 /* For cli_send.c, which shares this file's connection handling. */
@@ -671,11 +664,7 @@ int main(int argc, char **argv)
         return cmd_rdma(argc - i - 1, argv + i + 1);
     }
     if (strcmp(argv[i], "peers") == 0 || strcmp(argv[i], "pool") == 0) {
-        fprintf(stderr,
-                "kvx %s: not supported yet: needs kvxd's engine socket "
-                "(docs/cli.md)\n",
-                argv[i]);
-        return CLI_EXIT_UNSUPPORTED;
+        return cmd_local(argc - i - 1, argv + i + 1, argv[i][1] == 'o');
     }
     return usage_error("unknown command '%s'", argv[i]);
 }

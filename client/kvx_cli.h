@@ -17,7 +17,6 @@
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1
 #define CLI_EXIT_USAGE 2
-#define CLI_EXIT_UNSUPPORTED 3
 
 /** A model's KV shape (bf16, all kv heads in one pool). */
 typedef struct cli_model {

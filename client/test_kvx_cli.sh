@@ -7,7 +7,7 @@
 #    host without RDMA, valid JSON;
 #  - a sink that corrupts a byte before verification: send exits 1 and
 #    reports the checksum failure;
-#  - bad input exits 2, failures exit 1, peers/pool exit 3.
+#  - bad input exits 2, failures exit 1 (peers/pool without a kvxd too).
 # Every sink started is killed by PID on exit (trap).
 # usage: test_kvx_cli.sh KVX KVX_SINK
 set -uo pipefail
@@ -152,9 +152,12 @@ expect 2 "bad address" -- "$KVX" status "not an address"
 expect 2 "rdma with an argument" -- "$KVX" rdma extra
 expect 1 "unreachable peer" -- "$KVX" status 127.0.0.1:1 --model tiny
 grep -q "cannot connect" "$tmp/err" && ok "unreachable named" || bad "unreachable message"
-expect 3 "peers" -- "$KVX" peers
-grep -q "not supported yet" "$tmp/err" && ok "peers says why" || bad "peers message"
-expect 3 "pool" -- "$KVX" pool
+expect 1 "peers without a kvxd" -- "$KVX" peers --socket "$tmp/none.sock"
+grep -q "cannot attach" "$tmp/err" && ok "peers says why" || bad "peers message"
+expect 1 "pool without a kvxd" -- "$KVX" pool --socket "$tmp/none.sock"
+expect 2 "pool unknown option" -- "$KVX" pool --frob
+expect 1 "send --via without a kvxd" -- "$KVX" send "$SINK_ADDR" \
+  --via "$tmp/none.sock"
 expect 0 "--help" -- "$KVX" --help
 expect 0 "--version" -- "$KVX" --version
 grep -q "^kvx [0-9]" "$tmp/out" && ok "version printed" || bad "version"

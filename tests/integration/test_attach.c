@@ -1,0 +1,581 @@
+/*
+ * Two kvxd processes on 127.0.0.1 (a prefill and a decode daemon), driven
+ * the way inference engines drive them: this process attaches to each
+ * daemon's engine socket (kvx/client.h), writes KV into the prefill
+ * daemon's pool through the shared mapping, has the prefill daemon push or
+ * publish it, and collects it from the decode daemon's pool. Over UCX tcp
+ * and over shared memory. argv[1]: the kvxd binary.
+ * Exit 0 pass, 1 fail, 77 when UCX cannot start here.
+ */
+#include "kvxd_it.h"
+
+#include <CUnit/Basic.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define N_MAX 8
+
+/* One test's daemons and the engines attached to them. */
+static struct {
+    it_proc_t *prefill, *decode;
+    kvx_client_h pc, dc; /* prefill engine, decode engine */
+    char psock[PATH_MAX], dsock[PATH_MAX];
+    uint64_t bb;
+} t;
+
+static void log_cb(kvx_log_level_t level, const char *msg, void *arg)
+{
+    (void)arg;
+    fprintf(stderr, "[test %s] %s\n", kvx_log_level_string(level), msg);
+}
+
+static it_proc_t *daemon_start(const char *name, const char *sock,
+                               const char *head_dim)
+{
+    const char *args[] = {"--node_id",  name,     "--socket", sock,
+                          "--head_dim", head_dim, NULL};
+
+    unlink(sock);
+    return it_daemon_start(args);
+}
+
+static kvx_client_h attach(const char *sock)
+{
+    kvx_client_h c = NULL;
+
+    CU_ASSERT_EQUAL(kvx_client_attach(sock, NULL, &c), KVX_OK);
+    return c;
+}
+
+/* Starts both daemons with @p tls and attaches one engine to each. */
+static void pair_start(const char *tls)
+{
+    memset(&t, 0, sizeof(t));
+    setenv("UCX_TLS", tls, 1);
+    snprintf(t.psock, sizeof(t.psock), "%s/prefill.sock", it_tmp_dir);
+    snprintf(t.dsock, sizeof(t.dsock), "%s/decode.sock", it_tmp_dir);
+    t.decode = daemon_start("kvxd-decode", t.dsock, "64");
+    t.prefill = daemon_start("kvxd-prefill", t.psock, "64");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t.decode);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t.prefill);
+    t.pc = attach(t.psock);
+    t.dc = attach(t.dsock);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t.pc);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t.dc);
+    CU_ASSERT_STRING_EQUAL(kvx_client_node_id(t.pc), "kvxd-prefill");
+    t.bb = kvx_client_layout(t.pc)->block_bytes;
+}
+
+static void pair_stop(void)
+{
+    kvx_client_detach(t.pc);
+    kvx_client_detach(t.dc);
+    t.pc = t.dc = NULL;
+    if (t.prefill != NULL) {
+        CU_ASSERT_EQUAL(it_proc_stop(t.prefill), 0);
+    }
+    if (t.decode != NULL) {
+        CU_ASSERT_EQUAL(it_proc_stop(t.decode), 0);
+    }
+}
+
+static uint32_t pattern(uint32_t seed, uint32_t i, uint64_t j)
+{
+    return (seed + i) * 2654435761u ^ (uint32_t)j;
+}
+
+static void keys_make(kvx_block_key_t *keys, uint32_t n, uint8_t tag)
+{
+    memset(keys, 0, n * sizeof(*keys));
+    for (uint32_t i = 0; i < n; i++) {
+        keys[i].bytes[0] = (uint8_t)(i + 1);
+        keys[i].bytes[7] = tag;
+        keys[i].bytes[15] = 0x5a;
+    }
+}
+
+/* The prefill engine writes @p n blocks (pattern @p seed) and seals them. */
+static void write_blocks(kvx_block_ref_t *refs, uint32_t n, uint32_t seed,
+                         const kvx_block_key_t *keys)
+{
+    uint8_t hit[N_MAX];
+    kvx_lease_id_t lease;
+
+    CU_ASSERT_EQUAL_FATAL(
+        kvx_client_reserve(t.pc, n, keys, 0, refs, hit, &lease), KVX_OK);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t *w = kvx_client_block_addr(t.pc, refs[i].block);
+
+        CU_ASSERT_EQUAL(hit[i], 0);
+        for (uint64_t j = 0; j < t.bb / 4; j++) {
+            w[j] = pattern(seed, i, j);
+        }
+    }
+    CU_ASSERT_EQUAL_FATAL(kvx_client_seal(t.pc, lease), KVX_OK);
+}
+
+/* The decode engine collects request @p rid (@p n blocks) and checks
+ * their bytes; returns the blocks that differ. */
+static uint32_t collect(uint64_t rid, uint32_t n, uint32_t seed)
+{
+    kvx_block_ref_t got[N_MAX];
+    uint32_t m = 0, bad = 0, rel = 0;
+
+    CU_ASSERT_EQUAL_FATAL(
+        kvx_client_recv(t.dc, rid, IT_WAIT_MS, got, N_MAX, &m), KVX_OK);
+    CU_ASSERT_EQUAL_FATAL(m, n);
+    for (uint32_t i = 0; i < m; i++) {
+        const uint32_t *w = kvx_client_block_addr(t.dc, got[i].block);
+
+        for (uint64_t j = 0; j < t.bb / 4; j++) {
+            if (w[j] != pattern(seed, i, j)) {
+                bad++;
+                break;
+            }
+        }
+    }
+    CU_ASSERT_EQUAL(kvx_client_release(t.dc, got, m, &rel), KVX_OK);
+    CU_ASSERT_EQUAL(rel, m);
+    return bad;
+}
+
+static kvx_client_xfer_h push(uint64_t rid, const kvx_block_ref_t *src,
+                              uint32_t n, const kvx_block_key_t *keys,
+                              uint32_t deadline_ms, uint32_t flags)
+{
+    kvx_xfer_params_t xp = {
+        .field_mask = KVX_XFER_PARAM_FIELD_REQUEST_ID |
+                      KVX_XFER_PARAM_FIELD_BLOCKS | KVX_XFER_PARAM_FIELD_FLAGS,
+        .request_id = rid,
+        .blocks = src,
+        .n_blocks = n,
+        .keys = keys,
+        .deadline_ms = deadline_ms,
+        .flags = flags,
+    };
+    kvx_client_xfer_h x = NULL;
+
+    xp.field_mask |= keys != NULL ? KVX_XFER_PARAM_FIELD_KEYS : 0;
+    xp.field_mask |= deadline_ms ? KVX_XFER_PARAM_FIELD_DEADLINE : 0;
+    CU_ASSERT_EQUAL_FATAL(kvx_client_push(t.pc, t.decode->addr, &xp, &x),
+                          KVX_OK);
+    return x;
+}
+
+/* Free + cached blocks of @p c's pool, or 0 while leases are held. */
+static uint64_t pool_settled(kvx_client_h c)
+{
+    kvx_node_stats_t s;
+
+    if (kvx_client_stats(c, &s) != KVX_OK || s.leases_active != 0 ||
+        s.leases_fenced != 0) {
+        return 0;
+    }
+    return s.blocks_free + s.blocks_cached;
+}
+
+static uint64_t pool_free(kvx_client_h c)
+{
+    uint64_t n = pool_settled(c);
+
+    CU_ASSERT_NOT_EQUAL(n, 0);
+    return n;
+}
+
+/* ---- tests ---- */
+
+/* Push with checksums through the prefill daemon; the second request shares
+ * 4 blocks by key, so only 2 cross the wire (byte counters checked on both
+ * daemons); the decode engine reads exactly what the prefill engine wrote. */
+static void push_dedupe(const char *tls, kvx_transport_t expect)
+{
+    kvx_block_key_t keys[6];
+    kvx_block_ref_t src[6];
+    kvx_client_peer_t peers[4];
+    kvx_node_stats_t ds;
+    kvx_xfer_attr_t a;
+    kvx_client_xfer_h x;
+    uint64_t free0, dfree0;
+    uint32_t n = 0;
+
+    pair_start(tls);
+    free0 = pool_free(t.pc);
+    dfree0 = pool_free(t.dc);
+    keys_make(keys, 6, (uint8_t)expect);
+    write_blocks(src, 6, 11, keys);
+
+    x = push(1, src, 4, keys, 0, KVX_XFER_FLAG_CHECKSUM);
+    CU_ASSERT_EQUAL(kvx_client_xfer_wait(x, IT_WAIT_MS), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_client_xfer_query(x, &a), KVX_OK);
+    CU_ASSERT_EQUAL(a.blocks_hit, 0);
+    CU_ASSERT_EQUAL(a.blocks_sent, 4);
+    CU_ASSERT_EQUAL(a.bytes_sent, 4 * t.bb);
+    CU_ASSERT_EQUAL(a.transport, expect);
+    kvx_client_xfer_release(x);
+    CU_ASSERT_EQUAL(collect(1, 4, 11), 0);
+
+    x = push(2, src, 6, keys, 0, KVX_XFER_FLAG_CHECKSUM);
+    CU_ASSERT_EQUAL(kvx_client_xfer_wait(x, IT_WAIT_MS), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_client_xfer_query(x, &a), KVX_OK);
+    CU_ASSERT_EQUAL(a.blocks_hit, 4);
+    CU_ASSERT_EQUAL(a.blocks_sent, 2);
+    CU_ASSERT_EQUAL(a.bytes_sent, 2 * t.bb);
+    kvx_client_xfer_release(x);
+    CU_ASSERT_EQUAL(collect(2, 6, 11), 0);
+
+    CU_ASSERT_EQUAL(kvx_client_stats(t.dc, &ds), KVX_OK);
+    CU_ASSERT_EQUAL(ds.bytes_received, 6 * t.bb);
+    CU_ASSERT_EQUAL(ds.dedupe_hit_blocks, 4);
+    CU_ASSERT_EQUAL(ds.transfers_ok, 2);
+
+    /* The prefill daemon lists the decode daemon it connected to. */
+    CU_ASSERT_EQUAL(kvx_client_peers(t.pc, peers, 4, &n), KVX_OK);
+    CU_ASSERT_EQUAL_FATAL(n, 1);
+    CU_ASSERT_STRING_EQUAL(peers[0].node_id, "kvxd-decode");
+    CU_ASSERT_EQUAL(peers[0].status, KVX_OK);
+    CU_ASSERT_EQUAL(peers[0].transport, expect);
+    CU_ASSERT_EQUAL(peers[0].outgoing, 1);
+
+    CU_ASSERT_EQUAL(kvx_client_release(t.pc, src, 6, &n), KVX_OK);
+    CU_ASSERT_EQUAL(n, 6);
+    CU_ASSERT_EQUAL(pool_free(t.pc), free0);
+    CU_ASSERT_EQUAL(pool_free(t.dc), dfree0);
+    pair_stop();
+}
+
+static void test_attach_push_dedupe_tcp(void)
+{
+    push_dedupe(IT_TLS_TCP, KVX_TRANSPORT_AM);
+}
+
+static void test_attach_push_dedupe_shm(void)
+{
+    push_dedupe(IT_TLS_SHM, KVX_TRANSPORT_RMA);
+}
+
+/* Layer-wise: nothing is sent before a layer is announced; each
+ * announcement sends that layer's share. */
+static void layerwise(const char *tls)
+{
+    const uint32_t layers = kvx_client_layout(t.pc)->num_layers;
+    kvx_block_ref_t src[4];
+    kvx_xfer_attr_t a;
+    kvx_client_xfer_h x;
+
+    write_blocks(src, 4, 23, NULL);
+    x = push(3, src, 4, NULL, 0, KVX_XFER_FLAG_LAYERWISE);
+    it_sleep_ms(200);
+    CU_ASSERT_EQUAL(kvx_client_xfer_test(x), KVX_INPROGRESS);
+    for (uint32_t l = 1; l <= layers; l++) {
+        CU_ASSERT_EQUAL(kvx_client_xfer_layer_ready(x, l), KVX_OK);
+    }
+    CU_ASSERT_EQUAL(kvx_client_xfer_wait(x, IT_WAIT_MS), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_client_xfer_query(x, &a), KVX_OK);
+    CU_ASSERT_EQUAL(a.blocks_sent, 4);
+    CU_ASSERT_EQUAL(a.bytes_sent, 4 * t.bb);
+    kvx_client_xfer_release(x);
+    CU_ASSERT_EQUAL(collect(3, 4, 23), 0);
+    CU_ASSERT_EQUAL(kvx_client_release(t.pc, src, 4, NULL), KVX_OK);
+    (void)tls;
+}
+
+static void test_attach_layerwise_tcp(void)
+{
+    pair_start(IT_TLS_TCP);
+    layerwise(IT_TLS_TCP);
+    pair_stop();
+}
+
+static void test_attach_layerwise_shm(void)
+{
+    pair_start(IT_TLS_SHM);
+    layerwise(IT_TLS_SHM);
+    pair_stop();
+}
+
+/* Pull: the prefill engine publishes, the decode engine pulls with the
+ * ticket and reads the blocks; a second pull of the same keys reads
+ * nothing (the decode pool holds them). */
+static void pull(const char *tls)
+{
+    kvx_block_key_t keys[5];
+    kvx_block_ref_t src[5];
+    kvx_publish_params_t pp = {
+        .field_mask =
+            KVX_PUBLISH_PARAM_FIELD_REQUEST_ID | KVX_PUBLISH_PARAM_FIELD_BLOCKS,
+        .request_id = 40,
+        .blocks = src,
+        .n_blocks = 5,
+    };
+    kvx_pull_params_t lp = {
+        .field_mask = KVX_PULL_PARAM_FIELD_REQUEST_ID |
+                      KVX_PULL_PARAM_FIELD_N_BLOCKS | KVX_PULL_PARAM_FIELD_KEYS,
+        .request_id = 40,
+        .n_blocks = 5,
+        .keys = keys,
+    };
+    kvx_ticket_t ticket;
+    kvx_xfer_attr_t a;
+    kvx_client_xfer_h x;
+
+    pair_start(tls);
+    keys_make(keys, 5, 0x77);
+    write_blocks(src, 5, 31, keys);
+    CU_ASSERT_EQUAL_FATAL(kvx_client_publish(t.pc, &pp, &ticket), KVX_OK);
+    CU_ASSERT_STRING_EQUAL(ticket.addr, t.prefill->addr);
+    CU_ASSERT_STRING_EQUAL(ticket.node_id, "kvxd-prefill");
+    CU_ASSERT_EQUAL_FATAL(kvx_client_pull(t.dc, ticket.addr, &lp, &x), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_client_xfer_wait(x, IT_WAIT_MS), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_client_xfer_query(x, &a), KVX_OK);
+    CU_ASSERT_EQUAL(a.blocks_sent, 5);
+    kvx_client_xfer_release(x);
+    CU_ASSERT_EQUAL(collect(40, 5, 31), 0);
+
+    CU_ASSERT_EQUAL_FATAL(kvx_client_pull(t.dc, ticket.addr, &lp, &x), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_client_xfer_wait(x, IT_WAIT_MS), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_client_xfer_query(x, &a), KVX_OK);
+    CU_ASSERT_EQUAL(a.blocks_hit, 5);
+    CU_ASSERT_EQUAL(a.blocks_sent, 0);
+    kvx_client_xfer_release(x);
+    CU_ASSERT_EQUAL(collect(40, 5, 31), 0);
+
+    CU_ASSERT_EQUAL(kvx_client_unpublish(t.pc, 40), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_client_release(t.pc, src, 5, NULL), KVX_OK);
+    pair_stop();
+}
+
+static void test_attach_pull_tcp(void)
+{
+    pull(IT_TLS_TCP);
+}
+
+static void test_attach_pull_shm(void)
+{
+    pull(IT_TLS_SHM);
+}
+
+/* The decode daemon is SIGKILLed mid-transfer: the prefill daemon ends the
+ * push with a peer-class status (or TIMEOUT) within its deadline and the
+ * engine's blocks come back once it releases them. */
+static void test_attach_sigkill_decode(void)
+{
+    const uint32_t deadline_ms = 4000;
+    kvx_block_ref_t src[8];
+    kvx_client_xfer_h x;
+    uint64_t free0, t0, elapsed;
+    kvx_status_t st;
+    int status;
+
+    pair_start(IT_TLS_TCP);
+    free0 = pool_free(t.pc);
+    write_blocks(src, 8, 5, NULL);
+    t0 = it_now_ms();
+    x = push(7, src, 8, NULL, deadline_ms, KVX_XFER_FLAG_LAYERWISE);
+    CU_ASSERT_EQUAL(kvx_client_xfer_layer_ready(x, 1), KVX_OK); /* no more */
+    it_sleep_ms(300);
+    CU_ASSERT_EQUAL(kvx_client_xfer_test(x), KVX_INPROGRESS);
+    kill(t.decode->pid, SIGKILL);
+    status = it_proc_reap(t.decode, IT_STOP_MS);
+    t.decode = NULL;
+    CU_ASSERT(status >= 0 && WIFSIGNALED(status) &&
+              WTERMSIG(status) == SIGKILL);
+    st = kvx_client_xfer_wait(x, deadline_ms + 2000);
+    elapsed = it_now_ms() - t0;
+    fprintf(stderr, "sigkill of the decode daemon: %s after %llu ms\n",
+            kvx_status_string(st), (unsigned long long)elapsed);
+    CU_ASSERT(KVX_STATUS_IS_PEER(st) || st == KVX_ERR_TIMEOUT);
+    CU_ASSERT(elapsed <= deadline_ms + 1000);
+    kvx_client_xfer_release(x);
+    CU_ASSERT_EQUAL(kvx_client_release(t.pc, src, 8, NULL), KVX_OK);
+    CU_ASSERT_EQUAL(pool_free(t.pc), free0);
+    pair_stop();
+}
+
+/* An engine process that dies without detaching: the daemon drops its
+ * holds and its unsealed reservation. */
+static void test_attach_engine_killed(void)
+{
+    uint64_t free0;
+    pid_t pid;
+    int status;
+
+    pair_start(IT_TLS_TCP);
+    free0 = pool_free(t.pc);
+    pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        kvx_block_ref_t refs[8];
+        kvx_client_h c = NULL;
+        kvx_lease_id_t lease;
+
+        if (kvx_client_attach(t.psock, NULL, &c) != KVX_OK ||
+            kvx_client_reserve(c, 4, NULL, 0, refs, NULL, &lease) != KVX_OK ||
+            kvx_client_seal(c, lease) != KVX_OK ||
+            kvx_client_reserve(c, 4, NULL, 0, refs + 4, NULL, &lease) !=
+                KVX_OK) {
+            _exit(1);
+        }
+        kill(getpid(), SIGKILL); /* no detach, no exit handlers */
+        _exit(2);
+    }
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    for (int i = 0; i < 100 && pool_settled(t.pc) != free0; i++) {
+        it_sleep_ms(20); /* the daemon sees the socket close */
+    }
+    CU_ASSERT_EQUAL(pool_free(t.pc), free0);
+    pair_stop();
+}
+
+/* Bad input through the daemons: an unknown request id, a push to a daemon
+ * serving another model shape, a push of blocks the engine does not hold. */
+static void test_attach_bad_input(void)
+{
+    kvx_block_ref_t src[2], got[2], stale;
+    kvx_client_xfer_h x;
+    kvx_xfer_params_t xp = {
+        .field_mask =
+            KVX_XFER_PARAM_FIELD_REQUEST_ID | KVX_XFER_PARAM_FIELD_BLOCKS,
+        .request_id = 9,
+        .blocks = src,
+        .n_blocks = 2,
+    };
+    char osock[PATH_MAX];
+    it_proc_t *other;
+    uint32_t n = 0;
+
+    pair_start(IT_TLS_TCP);
+    CU_ASSERT_EQUAL(kvx_client_recv(t.dc, 12345, 0, got, 2, &n),
+                    KVX_ERR_NOT_FOUND);
+    snprintf(osock, sizeof(osock), "%s/other.sock", it_tmp_dir);
+    other = daemon_start("kvxd-other", osock, "32");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(other);
+    write_blocks(src, 2, 3, NULL);
+    CU_ASSERT_EQUAL_FATAL(kvx_client_push(t.pc, other->addr, &xp, &x), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_client_xfer_wait(x, IT_WAIT_MS),
+                    KVX_ERR_LAYOUT_MISMATCH);
+    kvx_client_xfer_release(x);
+
+    stale = src[0];
+    stale.gen ^= 1u;
+    xp.blocks = &stale;
+    xp.n_blocks = 1;
+    CU_ASSERT_NOT_EQUAL(kvx_client_push(t.pc, t.decode->addr, &xp, &x), KVX_OK);
+    CU_ASSERT_EQUAL(kvx_client_release(t.pc, src, 2, NULL), KVX_OK);
+    CU_ASSERT_EQUAL(it_proc_stop(other), 0);
+    pair_stop();
+}
+
+/* Whether a node (hence UCX) can start here at all. */
+static kvx_status_t ucx_starts(void)
+{
+    kvx_layout_params_t lp = {
+        .field_mask = KVX_LAYOUT_PARAM_FIELD_NUM_LAYERS |
+                      KVX_LAYOUT_PARAM_FIELD_BLOCK_TOKENS |
+                      KVX_LAYOUT_PARAM_FIELD_KV_HEADS |
+                      KVX_LAYOUT_PARAM_FIELD_HEAD_DIM |
+                      KVX_LAYOUT_PARAM_FIELD_DTYPE_SIZE |
+                      KVX_LAYOUT_PARAM_FIELD_NUM_BLOCKS,
+        .num_layers = 1,
+        .block_tokens = 16,
+        .kv_heads = 1,
+        .head_dim = 64,
+        .dtype_size = 2,
+        .num_blocks = 2,
+    };
+    kvx_node_params_t np = {
+        .field_mask =
+            KVX_NODE_PARAM_FIELD_NODE_ID | KVX_NODE_PARAM_FIELD_LAYOUT,
+        .node_id = "it-probe",
+        .layout = &lp,
+    };
+    kvx_node_h node = NULL;
+    kvx_status_t st = kvx_node_create(&np, &node);
+
+    kvx_node_destroy(node);
+    return st;
+}
+
+static void teardown(void)
+{
+    kvx_client_detach(t.pc);
+    kvx_client_detach(t.dc);
+    t.pc = t.dc = NULL;
+    it_proc_kill_all(1);
+}
+
+static void on_fatal_signal(int sig)
+{
+    it_proc_kill_all(0);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static const struct {
+    const char *name;
+    CU_TestFunc fn;
+} tests[] = {
+    {"test_attach_push_dedupe_tcp", test_attach_push_dedupe_tcp},
+    {"test_attach_push_dedupe_shm", test_attach_push_dedupe_shm},
+    {"test_attach_layerwise_tcp", test_attach_layerwise_tcp},
+    {"test_attach_layerwise_shm", test_attach_layerwise_shm},
+    {"test_attach_pull_tcp", test_attach_pull_tcp},
+    {"test_attach_pull_shm", test_attach_pull_shm},
+    {"test_attach_sigkill_decode", test_attach_sigkill_decode},
+    {"test_attach_engine_killed", test_attach_engine_killed},
+    {"test_attach_bad_input", test_attach_bad_input},
+};
+
+int main(int argc, char **argv)
+{
+    unsigned failures;
+    CU_pSuite suite;
+
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s KVXD\n", argv[0]);
+        return 1;
+    }
+    it_kvxd_path = argv[1];
+    setenv("UCX_NET_DEVICES", "lo", 1);
+    if (ucx_starts() != KVX_OK) {
+        fprintf(stderr, "UCX cannot start: skipping\n");
+        return 77;
+    }
+    kvx_log_set_cb(log_cb, NULL,
+                   getenv("KVX_TEST_VERBOSE") ? KVX_LOG_DEBUG : KVX_LOG_WARN);
+    if (it_tmp_create() != 0) {
+        perror("mkdtemp");
+        return 1;
+    }
+    signal(SIGTERM, on_fatal_signal);
+    signal(SIGINT, on_fatal_signal);
+    signal(SIGPIPE, SIG_IGN);
+    if (CU_initialize_registry() != CUE_SUCCESS) {
+        return 1;
+    }
+    suite = CU_add_suite_with_setup_and_teardown("attach", NULL, NULL, NULL,
+                                                 teardown);
+    for (size_t i = 0; suite != NULL && i < sizeof(tests) / sizeof(tests[0]);
+         i++) {
+        if (CU_add_test(suite, tests[i].name, tests[i].fn) == NULL) {
+            suite = NULL;
+        }
+    }
+    if (suite == NULL) {
+        fprintf(stderr, "CUnit: %s\n", CU_get_error_msg());
+        CU_cleanup_registry();
+        return 1;
+    }
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    teardown();
+    it_tmp_remove();
+    return failures == 0 ? 0 : 1;
+}
