@@ -3,6 +3,8 @@
  */
 #include "kvxd_it.h"
 
+#include <CUnit/Basic.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -316,4 +318,50 @@ void it_tmp_remove(void)
         closedir(dir);
     }
     rmdir(it_tmp_dir);
+}
+
+static void it_on_fatal_signal(int sig)
+{
+    it_proc_kill_all(0);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+int it_run(const char *suite_name, const it_test_t *tests, size_t n,
+           void (*teardown)(void))
+{
+    unsigned failures;
+    CU_pSuite suite;
+
+    if (it_tmp_create() != 0) {
+        perror("mkdtemp");
+        return 1;
+    }
+    signal(SIGTERM, it_on_fatal_signal);
+    signal(SIGINT, it_on_fatal_signal);
+    signal(SIGPIPE, SIG_IGN);
+    if (CU_initialize_registry() != CUE_SUCCESS) {
+        it_tmp_remove();
+        return 1;
+    }
+    suite = CU_add_suite_with_setup_and_teardown(suite_name, NULL, NULL, NULL,
+                                                 teardown);
+    for (size_t i = 0; suite != NULL && i < n; i++) {
+        if (CU_add_test(suite, tests[i].name, tests[i].fn) == NULL) {
+            suite = NULL;
+        }
+    }
+    if (suite == NULL) {
+        fprintf(stderr, "CUnit: %s\n", CU_get_error_msg());
+        CU_cleanup_registry();
+        it_tmp_remove();
+        return 1;
+    }
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    teardown();
+    it_tmp_remove();
+    return failures == 0 ? 0 : 1;
 }

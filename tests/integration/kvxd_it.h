@@ -68,6 +68,21 @@ it_proc_t *it_daemon_start(const char *const *extra);
 int it_run_sync(const char *const *args, const char *const *env, char *out,
                 char *err);
 
+/* One test of a suite for it_run(). */
+typedef struct it_test {
+    const char *name;
+    CU_TestFunc fn;
+} it_test_t;
+
+/*
+ * Runs @p n tests as the CUnit suite @p suite in a fresh private temporary
+ * folder, @p teardown after each test (pass or fail) and once at the end;
+ * SIGTERM/SIGINT kill every daemon started before the test dies.
+ * @return the process exit code: 0 all passed, 1 otherwise.
+ */
+int it_run(const char *suite, const it_test_t *tests, size_t n,
+           void (*teardown)(void));
+
 /* Creates and removes the private temporary folder. */
 int it_tmp_create(void);
 void it_tmp_remove(void);

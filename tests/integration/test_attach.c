@@ -9,8 +9,6 @@
  */
 #include "kvxd_it.h"
 
-#include <CUnit/Basic.h>
-
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -509,17 +507,7 @@ static void teardown(void)
     it_proc_kill_all(1);
 }
 
-static void on_fatal_signal(int sig)
-{
-    it_proc_kill_all(0);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static const struct {
-    const char *name;
-    CU_TestFunc fn;
-} tests[] = {
+static const it_test_t tests[] = {
     {"test_attach_push_dedupe_tcp", test_attach_push_dedupe_tcp},
     {"test_attach_push_dedupe_shm", test_attach_push_dedupe_shm},
     {"test_attach_layerwise_tcp", test_attach_layerwise_tcp},
@@ -533,9 +521,6 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-    unsigned failures;
-    CU_pSuite suite;
-
     if (argc < 2) {
         fprintf(stderr, "usage: %s KVXD\n", argv[0]);
         return 1;
@@ -548,34 +533,5 @@ int main(int argc, char **argv)
     }
     kvx_log_set_cb(log_cb, NULL,
                    getenv("KVX_TEST_VERBOSE") ? KVX_LOG_DEBUG : KVX_LOG_WARN);
-    if (it_tmp_create() != 0) {
-        perror("mkdtemp");
-        return 1;
-    }
-    signal(SIGTERM, on_fatal_signal);
-    signal(SIGINT, on_fatal_signal);
-    signal(SIGPIPE, SIG_IGN);
-    if (CU_initialize_registry() != CUE_SUCCESS) {
-        return 1;
-    }
-    suite = CU_add_suite_with_setup_and_teardown("attach", NULL, NULL, NULL,
-                                                 teardown);
-    for (size_t i = 0; suite != NULL && i < sizeof(tests) / sizeof(tests[0]);
-         i++) {
-        if (CU_add_test(suite, tests[i].name, tests[i].fn) == NULL) {
-            suite = NULL;
-        }
-    }
-    if (suite == NULL) {
-        fprintf(stderr, "CUnit: %s\n", CU_get_error_msg());
-        CU_cleanup_registry();
-        return 1;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    teardown();
-    it_tmp_remove();
-    return failures == 0 ? 0 : 1;
+    return it_run("attach", tests, sizeof(tests) / sizeof(tests[0]), teardown);
 }
