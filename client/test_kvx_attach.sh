@@ -11,16 +11,7 @@ KVX=$1
 KVXD=$2
 EXAMPLE=$3
 export UCX_NET_DEVICES=${UCX_NET_DEVICES:-lo}
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fails=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/test_lib.sh"
 
 # start_kvxd NAME [ARGS]: sets ADDR; engine socket $tmp/NAME.sock
 start_kvxd() {
@@ -44,21 +35,7 @@ start_kvxd() {
   echo "kvxd $name did not start"; cat "$tmp/$name.err"; exit 1
 }
 
-# expect RC DESC -- CMD...: runs CMD, checks its exit code
-expect() {
-  local want=$1 desc=$2; shift 3
-  "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
-  if [ $rc -eq "$want" ]; then ok "$desc (exit $rc)"; else
-    bad "$desc: exit $rc, want $want"; sed 's/^/    /' "$tmp/out" "$tmp/err"
-  fi
-  if grep -qE 'Sanitizer|runtime error:' "$tmp/err"; then
-    bad "$desc: sanitizer report"; cat "$tmp/err"
-  fi
-}
 
-json() {
-  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
-}
 
 start_kvxd decode-0
 DECODE=$ADDR
@@ -115,13 +92,6 @@ expect 0 "pool (text)" -- "$KVX" pool --socket "$tmp/decode-0.sock"
 grep -q "pool of 256 blocks" "$tmp/out" && ok "pool text" || bad "pool text"
 
 # The daemons stop cleanly on SIGTERM (exit 0, no sanitizer report).
-for i in "${!pids[@]}"; do
-  kill "${pids[$i]}"; wait "${pids[$i]}"; rc=$?
-  [ $rc -eq 0 ] && ok "kvxd $i exits 0 on SIGTERM" || bad "kvxd $i exit $rc"
-  unset "pids[$i]"
-done
-if cat "$tmp"/*.err | grep -qE 'Sanitizer|runtime error:'; then
-  bad "sanitizer report from a daemon"; cat "$tmp"/*.err
-fi
+stop_all kvxd
 echo "$fails failure(s)"
 [ $fails -eq 0 ]

@@ -14,16 +14,7 @@ set -uo pipefail
 KVX=$1
 SINK=$2
 export UCX_NET_DEVICES=${UCX_NET_DEVICES:-lo}
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fails=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/test_lib.sh"
 
 # start_sink NAME [ARGS]: sets ADDR
 start_sink() {
@@ -43,22 +34,7 @@ start_sink() {
   echo "kvx_sink did not start"; exit 1
 }
 
-# expect RC DESC -- CMD...: runs CMD, checks its exit code
-expect() {
-  local want=$1 desc=$2; shift 3
-  "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
-  if [ $rc -eq "$want" ]; then ok "$desc (exit $rc)"; else
-    bad "$desc: exit $rc, want $want"; sed 's/^/    /' "$tmp/out" "$tmp/err"
-  fi
-  if grep -qE 'Sanitizer|runtime error:' "$tmp/err"; then
-    bad "$desc: sanitizer report"; cat "$tmp/err"
-  fi
-}
 
-# json FILE EXPR: evaluates a python expression over the parsed object j
-json() {
-  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
-}
 
 start_sink sink --model tiny --blocks 512
 SINK_ADDR=$ADDR
@@ -163,14 +139,7 @@ expect 0 "--version" -- "$KVX" --version
 grep -q "^kvx [0-9]" "$tmp/out" && ok "version printed" || bad "version"
 
 # The sinks stop cleanly on SIGTERM (exit 0, no sanitizer report).
-for i in "${!pids[@]}"; do
-  kill "${pids[$i]}"; wait "${pids[$i]}"; rc=$?
-  [ $rc -eq 0 ] && ok "sink $i exits 0 on SIGTERM" || bad "sink $i exit $rc"
-  unset "pids[$i]"
-done
-if cat "$tmp"/*.err | grep -qE 'Sanitizer|runtime error:'; then
-  bad "sanitizer report from a sink"; cat "$tmp"/*.err
-fi
+stop_all sink
 
 echo "kvx_cli: $fails failure(s)"
 [ $fails -eq 0 ]
