@@ -463,10 +463,9 @@ static int kvxd_signals(void)
     return 0;
 }
 
-/* @p engines: listen on the socket option (when it is not empty). */
 static kvx_status_t kvxd_node_create(const kvxd_config_t *cfg,
                                      const uint8_t *secret, size_t secret_len,
-                                     int engines, kvx_node_h *node_p)
+                                     kvx_node_h *node_p)
 {
     kvx_layout_params_t lp;
     kvx_node_params_t np = {
@@ -496,37 +495,39 @@ static kvx_status_t kvxd_node_create(const kvxd_config_t *cfg,
         np.secret = secret;
         np.secret_len = secret_len;
     }
-    if (engines && cfg->socket[0] != '\0') {
-        np.field_mask |= KVX_NODE_PARAM_FIELD_ENGINE_SOCKET;
-        np.engine_socket = cfg->socket;
-    }
     return kvx_node_create(&np, node_p);
 }
 
 /*
- * Creates the node. An explicitly configured engine socket must work; the
- * default one (/run/kvxd.sock) is best effort: when the node cannot be
- * created with it but can without it (no write access to /run, another
- * kvxd owns the socket), kvxd runs without engine attach and says so.
+ * Serves local engines on the socket option. An explicitly configured
+ * socket must work (KVX_ERR_* returned); the default one (/run/kvxd.sock)
+ * is best effort: without write access to /run, or with another kvxd
+ * owning it, kvxd runs without engine attach and says so.
  */
-static kvx_status_t kvxd_node_start(const kvxd_config_t *cfg,
-                                    const uint8_t *secret, size_t secret_len,
-                                    kvx_node_h *node_p, int *engines_p)
+static kvx_status_t kvxd_engines_start(const kvxd_config_t *cfg,
+                                       kvx_node_h node, int *engines_p)
 {
-    kvx_status_t st = kvxd_node_create(cfg, secret, secret_len, 1, node_p);
+    kvx_status_t st;
 
-    *engines_p = st == KVX_OK && cfg->socket[0] != '\0';
-    if (st == KVX_OK || cfg->socket[0] == '\0' ||
-        strcmp(cfg->socket, kvxd_opt_default("socket")) != 0 ||
-        kvxd_node_create(cfg, secret, secret_len, 0, node_p) != KVX_OK) {
-        return st;
+    *engines_p = 0;
+    if (cfg->socket[0] == '\0') {
+        return KVX_OK;
     }
-    kvxd_log(KVX_LOG_WARN,
-             "socket %s: cannot listen for engines (%s): running without "
-             "engine attach (set socket to a writable path, or \"\" to "
-             "disable it)",
-             cfg->socket, kvx_status_string(st));
-    return KVX_OK;
+    st = kvx_node_engine_listen(node, cfg->socket);
+    if (st == KVX_OK) {
+        *engines_p = 1;
+    } else if (strcmp(cfg->socket, kvxd_opt_default("socket")) == 0) {
+        kvxd_log(KVX_LOG_WARN,
+                 "socket %s: cannot listen for engines (%s): running without "
+                 "engine attach (set socket to a writable path, or \"\" to "
+                 "disable it)",
+                 cfg->socket, kvx_status_string(st));
+        return KVX_OK;
+    } else {
+        kvxd_log(KVX_LOG_ERROR, "socket %s: cannot listen for engines: %s",
+                 cfg->socket, kvx_status_string(st));
+    }
+    return st;
 }
 
 static int kvxd_run(const kvxd_config_t *cfg, const uint8_t *secret,
@@ -542,14 +543,16 @@ static int kvxd_run(const kvxd_config_t *cfg, const uint8_t *secret,
     if (rc != KVXD_EXIT_OK) {
         return rc;
     }
-    st = kvxd_node_start(cfg, secret, secret_len, &node, &engines);
+    st = kvxd_node_create(cfg, secret, secret_len, &node);
     if (st != KVX_OK) {
-        kvxd_log(KVX_LOG_ERROR,
-                 "cannot create the node (listen %s, socket %s): %s",
+        kvxd_log(KVX_LOG_ERROR, "cannot create the node (listen %s): %s",
                  cfg->listen[0] != '\0' ? cfg->listen : "none",
-                 cfg->socket[0] != '\0' ? cfg->socket : "none",
                  kvx_status_string(st));
         rc = st == KVX_ERR_INVALID_PARAM ? KVXD_EXIT_CONFIG : KVXD_EXIT_FAIL;
+        goto out;
+    }
+    if (kvxd_engines_start(cfg, node, &engines) != KVX_OK) {
+        rc = KVXD_EXIT_FAIL;
         goto out;
     }
     /* Faulting pages in while a transfer lands costs more than the copy. */

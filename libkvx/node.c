@@ -348,7 +348,7 @@ kvx_status_t kvx_node_create(const kvx_node_params_t *params,
         }
     }
     if (params->field_mask & KVX_NODE_PARAM_FIELD_ENGINE_SOCKET) {
-        status = kvxi_engine_create(node, params->engine_socket);
+        status = kvx_node_engine_listen(node, params->engine_socket);
         if (status != KVX_OK) {
             goto err;
         }
@@ -450,6 +450,20 @@ kvx_status_t kvx_node_progress(kvx_node_h node, uint32_t timeout_ms)
     kvxi_engine_poll(node);
     kvxi_node_timer_rearm(node);
     return rc < 0 ? KVX_ERR_IO : KVX_OK;
+}
+
+kvx_status_t kvx_node_engine_listen(kvx_node_h node, const char *path)
+{
+    if (node == NULL || path == NULL) {
+        return KVX_ERR_INVALID_PARAM;
+    }
+    if (node->engine != NULL || node->shutting_down) {
+        kvxi_error("node %s: engine socket %s: %s", node->node_id, path,
+                   node->engine != NULL ? "already serving engines"
+                                        : "shutting down");
+        return KVX_ERR_BAD_STATE;
+    }
+    return kvxi_engine_create(node, path);
 }
 
 const char *kvx_node_listen_addr(kvx_node_h node)

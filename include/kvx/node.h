@@ -148,6 +148,22 @@ KVX_EXPORT kvx_status_t kvx_node_progress(kvx_node_h node, uint32_t timeout_ms);
 /** The listener's bound address ("127.0.0.1:40123"), or NULL if none. */
 KVX_EXPORT const char *kvx_node_listen_addr(kvx_node_h node);
 
+/**
+ * Starts serving local engines (kvx/client.h) on the unix socket @p path
+ * ("/run/kvxd.sock" or "unix:/run/kvxd.sock"), as
+ * kvx_node_params_t::engine_socket does at creation: for callers that
+ * treat a missing engine socket as a warning rather than a failure of the
+ * whole node (kvxd's default socket). The socket file is created mode
+ * 0600 (a stale one is replaced) and removed by kvx_node_destroy().
+ * @return KVX_OK; KVX_ERR_INVALID_PARAM (NULL, not a unix socket path);
+ *         KVX_ERR_BAD_STATE (the node already serves engines, or is
+ *         shutting down); KVX_ERR_EXISTS (a live socket or another file at
+ *         @p path); KVX_ERR_IO (the folder is not writable, bind or listen
+ *         failed); KVX_ERR_NO_MEMORY. On error nothing changed.
+ */
+KVX_EXPORT kvx_status_t kvx_node_engine_listen(kvx_node_h node,
+                                               const char *path);
+
 /** The node's pool (owned by the node): engines write KV into its blocks. */
 KVX_EXPORT kvx_pool_h kvx_node_pool(kvx_node_h node);
 

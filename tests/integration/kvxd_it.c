@@ -223,16 +223,16 @@ static size_t proc_read(it_proc_t *p, char *buf, size_t len, int line,
 it_proc_t *it_daemon_start(const char *const *extra)
 {
     static const char prefix[] = "kvxd: listening on ";
-    const char *args[24] = {
+    const char *args[26] = {
         "--listen",     "127.0.0.1:0", "--pool_blocks", "64",
         "--num_layers", "4",           "--kv_heads",    "2",
         "--head_dim",   "64",          "--node_id",     "kvxd-it",
-        "--log_level",  "info"};
+        "--log_level",  "info",        "--socket",      ""};
     char line[256];
-    size_t na = 14;
+    size_t na = 16;
     it_proc_t *p;
 
-    for (; extra != NULL && *extra != NULL && na < 23; extra++) {
+    for (; extra != NULL && *extra != NULL && na < 25; extra++) {
         args[na++] = *extra;
     }
     args[na] = NULL;

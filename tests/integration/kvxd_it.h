@@ -60,8 +60,8 @@ int it_proc_stop(it_proc_t *p);
 /* Kills every process still running (async-signal-safe when !reap). */
 void it_proc_kill_all(int reap);
 
-/* Starts a kvxd with the test layout on 127.0.0.1:0 (plus @p extra
- * arguments) and waits for its ready line. */
+/* Starts a kvxd with the test layout on 127.0.0.1:0, no engine socket
+ * (plus @p extra arguments, which win) and waits for its ready line. */
 it_proc_t *it_daemon_start(const char *const *extra);
 /* Runs kvxd to its end: stdout into @p out, stderr into @p err (both
  * IT_OUT_MAX); returns the exit code, -1 if it hung (killed). */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -467,6 +468,49 @@ static void test_kvxd_bad_config(void)
     expect_refused(file, NULL, "missing.conf");
 }
 
+/* The socket option: a relative path is a configuration error (exit 2);
+ * an explicit socket kvxd cannot serve (no such folder, another kvxd owns
+ * it) stops it (exit 1, named); a served one lets an engine attach and is
+ * removed when kvxd exits. */
+static void test_kvxd_engine_socket(void)
+{
+    char sock[PATH_MAX], nodir[PATH_MAX], out[IT_OUT_MAX], err[IT_OUT_MAX];
+    const char *relative[] = {"--socket", "kvxd.sock", NULL};
+    const char *in_nodir[] = {"--listen=127.0.0.1:0",
+                              "--pool_blocks=4",
+                              "--num_layers=1",
+                              "--socket",
+                              nodir,
+                              NULL};
+    const char *taken[] = {"--listen=127.0.0.1:0",
+                           "--pool_blocks=4",
+                           "--num_layers=1",
+                           "--socket",
+                           sock,
+                           NULL};
+    const char *serve[] = {"--socket", sock, NULL};
+    kvx_client_h client = NULL;
+    struct stat st;
+    it_proc_t *d;
+
+    setenv("UCX_TLS", IT_TLS_TCP, 1);
+    expect_refused(relative, NULL, "socket");
+    snprintf(nodir, sizeof(nodir), "%s/no-such-dir/kvxd.sock", it_tmp_dir);
+    CU_ASSERT_EQUAL(it_run_sync(in_nodir, NULL, out, err), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot listen for engines"));
+
+    snprintf(sock, sizeof(sock), "%s/kvxd.sock", it_tmp_dir);
+    d = it_daemon_start(serve);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    CU_ASSERT_EQUAL(kvx_client_attach(sock, NULL, &client), KVX_OK);
+    CU_ASSERT_STRING_EQUAL(kvx_client_node_id(client), "kvxd-it");
+    kvx_client_detach(client);
+    CU_ASSERT_EQUAL(it_run_sync(taken, NULL, out, err), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot listen for engines"));
+    CU_ASSERT_EQUAL(it_proc_stop(d), 0);
+    CU_ASSERT_EQUAL(stat(sock, &st), -1); /* removed on exit */
+}
+
 static void test_kvxd_print_config(void)
 {
     const char *set[] = {"--listen=127.0.0.1:0",
@@ -544,6 +588,7 @@ static const it_test_t tests[] = {
     {"test_kvxd_sigterm", test_kvxd_sigterm},
     {"test_kvxd_static_peers", test_kvxd_static_peers},
     {"test_kvxd_bad_config", test_kvxd_bad_config},
+    {"test_kvxd_engine_socket", test_kvxd_engine_socket},
     {"test_kvxd_print_config", test_kvxd_print_config},
     {"test_kvxd_help_version", test_kvxd_help_version},
 };
