@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame_samples.h"
+#include "frame_samples_local.h"
 
 #define SEED_MAX 4096
 
@@ -120,6 +120,16 @@ int main(int argc, char **argv)
         frame_sample_init(&s, body);
         if (len == 0 ||
             emit(dir, kvxi_envelope_body_name(&s.env), buf, len) != 0) {
+            failed = 1;
+        }
+    }
+    for (size_t i = 0; i < FRAME_LOCAL_SAMPLE_N_BODIES; i++) {
+        frame_local_sample_t s;
+        size_t len = 0;
+
+        if (!frame_local_sample_init(&s, frame_local_sample_bodies[i]) ||
+            kvxi_frame_encode(&s.base.env, buf, sizeof(buf), &len) != KVX_OK ||
+            emit(dir, kvxi_envelope_body_name(&s.base.env), buf, len) != 0) {
             failed = 1;
         }
     }
