@@ -198,4 +198,18 @@ static inline void nut_unpin_all(kvx_node_h node, const kvx_block_ref_t *refs,
     }
 }
 
+/* The value of the named counter @p name of @p st: 1 with *value_p, or 0
+ * when the node does not report it. */
+static inline int nut_counter(const kvx_node_stats_t *st, const char *name,
+                              uint64_t *value_p)
+{
+    for (uint32_t i = 0; i < st->n_counters; i++) {
+        if (strcmp(st->counters[i].name, name) == 0) {
+            *value_p = st->counters[i].value;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 #endif /* KVX_TEST_NODE_UT_H */

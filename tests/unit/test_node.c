@@ -157,18 +157,6 @@ static void test_node_idle_progress(void)
     kvx_node_destroy(a);
 }
 
-static int counter(const kvx_node_stats_t *st, const char *name,
-                   uint64_t *value_p)
-{
-    for (uint32_t i = 0; i < st->n_counters; i++) {
-        if (strcmp(st->counters[i].name, name) == 0) {
-            *value_p = st->counters[i].value;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static void test_node_stats_local(void)
 {
     kvx_node_stats_t st;
@@ -183,8 +171,8 @@ static void test_node_stats_local(void)
     CU_ASSERT_EQUAL(st.blocks_free, 64);
     CU_ASSERT_EQUAL(st.leases_active, 0);
     CU_ASSERT_EQUAL(st.transfers_ok + st.transfers_failed, 0);
-    CU_ASSERT(counter(&st, "peers.connected", &v) && v == 0);
-    CU_ASSERT(counter(&st, "uptime.ms", &v));
+    CU_ASSERT(nut_counter(&st, "peers.connected", &v) && v == 0);
+    CU_ASSERT(nut_counter(&st, "uptime.ms", &v));
     CU_ASSERT_EQUAL(st.counters_dropped, 0);
     CU_ASSERT_EQUAL(kvx_peer_stats(NULL, 0, &st), KVX_ERR_INVALID_PARAM);
     kvx_node_destroy(a);
@@ -246,10 +234,10 @@ static void test_peer_stats(void)
     CU_ASSERT_EQUAL(kvx_peer_stats(p, NUT_WAIT_MS, &st), KVX_OK);
     CU_ASSERT_EQUAL(st.blocks_total, 64);
     CU_ASSERT_EQUAL(st.blocks_free, 64);
-    CU_ASSERT(counter(&st, "peers.connected", &v) && v == 1);
-    CU_ASSERT(counter(&st, "peer.client.transport", &v) &&
+    CU_ASSERT(nut_counter(&st, "peers.connected", &v) && v == 1);
+    CU_ASSERT(nut_counter(&st, "peer.client.transport", &v) &&
               v == KVX_TRANSPORT_AM);
-    CU_ASSERT(counter(&st, "checksum.mismatches", &v) && v == 0);
+    CU_ASSERT(nut_counter(&st, "checksum.mismatches", &v) && v == 0);
     /* a server that does not answer in time */
     atomic_store(&srv.paused, 1);
     t0 = kvx_clock_monotonic_ns(NULL);
@@ -258,7 +246,7 @@ static void test_peer_stats(void)
     atomic_store(&srv.paused, 0);
     /* the late reply is ignored; the next request gets its own */
     CU_ASSERT_EQUAL(kvx_peer_stats(p, NUT_WAIT_MS, &st), KVX_OK);
-    CU_ASSERT(counter(&st, "peers.connected", &v) && v == 1);
+    CU_ASSERT(nut_counter(&st, "peers.connected", &v) && v == 1);
     /* the server goes away */
     atomic_store(&srv.stop, 1);
     pthread_join(srv.thread, NULL);
@@ -272,7 +260,7 @@ static uint64_t peers_connected(kvx_node_h node)
     uint64_t v = UINT64_MAX;
 
     CU_ASSERT_EQUAL(kvx_node_stats(node, &st), KVX_OK);
-    CU_ASSERT(counter(&st, "peers.connected", &v));
+    CU_ASSERT(nut_counter(&st, "peers.connected", &v));
     return v;
 }
 
