@@ -365,3 +365,59 @@ int it_run(const char *suite_name, const it_test_t *tests, size_t n,
     it_tmp_remove();
     return failures == 0 ? 0 : 1;
 }
+
+kvx_layout_params_t it_layout(uint32_t head_dim)
+{
+    kvx_layout_params_t lp = {
+        .field_mask = KVX_LAYOUT_PARAM_FIELD_NUM_LAYERS |
+                      KVX_LAYOUT_PARAM_FIELD_BLOCK_TOKENS |
+                      KVX_LAYOUT_PARAM_FIELD_KV_HEADS |
+                      KVX_LAYOUT_PARAM_FIELD_HEAD_DIM |
+                      KVX_LAYOUT_PARAM_FIELD_DTYPE_SIZE |
+                      KVX_LAYOUT_PARAM_FIELD_NUM_BLOCKS,
+        .num_layers = 4,
+        .block_tokens = 16,
+        .kv_heads = 2,
+        .head_dim = head_dim,
+        .dtype_size = 2,
+        .num_blocks = IT_N_BLOCKS,
+    };
+
+    return lp;
+}
+
+kvx_xfer_params_t it_xfer_params(uint64_t rid, const kvx_block_ref_t *src,
+                                 uint32_t n, const kvx_block_key_t *keys,
+                                 uint32_t deadline_ms, uint32_t flags)
+{
+    kvx_xfer_params_t xp = {
+        .field_mask = KVX_XFER_PARAM_FIELD_REQUEST_ID |
+                      KVX_XFER_PARAM_FIELD_BLOCKS | KVX_XFER_PARAM_FIELD_FLAGS,
+        .request_id = rid,
+        .blocks = src,
+        .n_blocks = n,
+        .keys = keys,
+        .deadline_ms = deadline_ms,
+        .flags = flags,
+    };
+
+    xp.field_mask |= keys != NULL ? KVX_XFER_PARAM_FIELD_KEYS : 0;
+    xp.field_mask |= deadline_ms ? KVX_XFER_PARAM_FIELD_DEADLINE : 0;
+    return xp;
+}
+
+kvx_status_t it_ucx_starts(void)
+{
+    kvx_layout_params_t lp = it_layout(64);
+    kvx_node_params_t np = {
+        .field_mask =
+            KVX_NODE_PARAM_FIELD_NODE_ID | KVX_NODE_PARAM_FIELD_LAYOUT,
+        .node_id = "it-probe",
+        .layout = &lp,
+    };
+    kvx_node_h node = NULL;
+    kvx_status_t st = kvx_node_create(&np, &node);
+
+    kvx_node_destroy(node);
+    return st;
+}

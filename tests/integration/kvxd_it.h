@@ -68,6 +68,18 @@ it_proc_t *it_daemon_start(const char *const *extra);
 int it_run_sync(const char *const *args, const char *const *env, char *out,
                 char *err);
 
+/* The layout it_daemon_start() gives kvxd (4 layers, 16 tokens, 2 kv heads
+ * of @p head_dim, bf16, IT_N_BLOCKS blocks). */
+kvx_layout_params_t it_layout(uint32_t head_dim);
+
+/* Push parameters: KEYS only with @p keys, DEADLINE only when not 0. */
+kvx_xfer_params_t it_xfer_params(uint64_t rid, const kvx_block_ref_t *src,
+                                 uint32_t n, const kvx_block_key_t *keys,
+                                 uint32_t deadline_ms, uint32_t flags);
+
+/* Whether a node (hence UCX) can start here at all (KVX_OK). */
+kvx_status_t it_ucx_starts(void);
+
 /* One test of a suite for it_run(). */
 typedef struct it_test {
     const char *name;

@@ -146,20 +146,10 @@ static kvx_client_xfer_h push(uint64_t rid, const kvx_block_ref_t *src,
                               uint32_t n, const kvx_block_key_t *keys,
                               uint32_t deadline_ms, uint32_t flags)
 {
-    kvx_xfer_params_t xp = {
-        .field_mask = KVX_XFER_PARAM_FIELD_REQUEST_ID |
-                      KVX_XFER_PARAM_FIELD_BLOCKS | KVX_XFER_PARAM_FIELD_FLAGS,
-        .request_id = rid,
-        .blocks = src,
-        .n_blocks = n,
-        .keys = keys,
-        .deadline_ms = deadline_ms,
-        .flags = flags,
-    };
+    kvx_xfer_params_t xp =
+        it_xfer_params(rid, src, n, keys, deadline_ms, flags);
     kvx_client_xfer_h x = NULL;
 
-    xp.field_mask |= keys != NULL ? KVX_XFER_PARAM_FIELD_KEYS : 0;
-    xp.field_mask |= deadline_ms ? KVX_XFER_PARAM_FIELD_DEADLINE : 0;
     CU_ASSERT_EQUAL_FATAL(kvx_client_push(t.pc, t.decode->addr, &xp, &x),
                           KVX_OK);
     return x;
@@ -469,36 +459,6 @@ static void test_attach_bad_input(void)
     pair_stop();
 }
 
-/* Whether a node (hence UCX) can start here at all. */
-static kvx_status_t ucx_starts(void)
-{
-    kvx_layout_params_t lp = {
-        .field_mask = KVX_LAYOUT_PARAM_FIELD_NUM_LAYERS |
-                      KVX_LAYOUT_PARAM_FIELD_BLOCK_TOKENS |
-                      KVX_LAYOUT_PARAM_FIELD_KV_HEADS |
-                      KVX_LAYOUT_PARAM_FIELD_HEAD_DIM |
-                      KVX_LAYOUT_PARAM_FIELD_DTYPE_SIZE |
-                      KVX_LAYOUT_PARAM_FIELD_NUM_BLOCKS,
-        .num_layers = 1,
-        .block_tokens = 16,
-        .kv_heads = 1,
-        .head_dim = 64,
-        .dtype_size = 2,
-        .num_blocks = 2,
-    };
-    kvx_node_params_t np = {
-        .field_mask =
-            KVX_NODE_PARAM_FIELD_NODE_ID | KVX_NODE_PARAM_FIELD_LAYOUT,
-        .node_id = "it-probe",
-        .layout = &lp,
-    };
-    kvx_node_h node = NULL;
-    kvx_status_t st = kvx_node_create(&np, &node);
-
-    kvx_node_destroy(node);
-    return st;
-}
-
 static void teardown(void)
 {
     kvx_client_detach(t.pc);
@@ -527,7 +487,7 @@ int main(int argc, char **argv)
     }
     it_kvxd_path = argv[1];
     setenv("UCX_NET_DEVICES", "lo", 1);
-    if (ucx_starts() != KVX_OK) {
+    if (it_ucx_starts() != KVX_OK) {
         fprintf(stderr, "UCX cannot start: skipping\n");
         return 77;
     }

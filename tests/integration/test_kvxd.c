@@ -27,20 +27,7 @@ static void log_cb(kvx_log_level_t level, const char *msg, void *arg)
 
 static kvx_status_t node_new(uint32_t head_dim, const char *secret)
 {
-    kvx_layout_params_t lp = {
-        .field_mask = KVX_LAYOUT_PARAM_FIELD_NUM_LAYERS |
-                      KVX_LAYOUT_PARAM_FIELD_BLOCK_TOKENS |
-                      KVX_LAYOUT_PARAM_FIELD_KV_HEADS |
-                      KVX_LAYOUT_PARAM_FIELD_HEAD_DIM |
-                      KVX_LAYOUT_PARAM_FIELD_DTYPE_SIZE |
-                      KVX_LAYOUT_PARAM_FIELD_NUM_BLOCKS,
-        .num_layers = 4,
-        .block_tokens = 16,
-        .kv_heads = 2,
-        .head_dim = head_dim,
-        .dtype_size = 2,
-        .num_blocks = IT_N_BLOCKS,
-    };
+    kvx_layout_params_t lp = it_layout(head_dim);
     kvx_node_params_t np = {
         .field_mask =
             KVX_NODE_PARAM_FIELD_NODE_ID | KVX_NODE_PARAM_FIELD_LAYOUT,
@@ -111,20 +98,10 @@ static kvx_xfer_h push(kvx_peer_h peer, uint64_t rid,
                        const kvx_block_key_t *keys, uint32_t deadline_ms,
                        uint32_t flags)
 {
-    kvx_xfer_params_t xp = {
-        .field_mask = KVX_XFER_PARAM_FIELD_REQUEST_ID |
-                      KVX_XFER_PARAM_FIELD_BLOCKS | KVX_XFER_PARAM_FIELD_FLAGS,
-        .request_id = rid,
-        .blocks = src,
-        .n_blocks = n,
-        .keys = keys,
-        .deadline_ms = deadline_ms,
-        .flags = flags,
-    };
+    kvx_xfer_params_t xp =
+        it_xfer_params(rid, src, n, keys, deadline_ms, flags);
     kvx_xfer_h x = NULL;
 
-    xp.field_mask |= keys != NULL ? KVX_XFER_PARAM_FIELD_KEYS : 0;
-    xp.field_mask |= deadline_ms ? KVX_XFER_PARAM_FIELD_DEADLINE : 0;
     CU_ASSERT_EQUAL_FATAL(kvx_node_push(it_node, peer, &xp, &x), KVX_OK);
     return x;
 }
