@@ -45,7 +45,9 @@ void it_write_file(const char *path, const char *text, size_t len, mode_t mode);
 
 /*
  * Starts kvxd with @p args (NULL-ended) in the test's environment without
- * its KVX_* variables, plus @p env (NULL-ended, may be NULL).
+ * its KVX_* variables, plus @p env (NULL-ended, may be NULL). When the test
+ * runs with KVX_IT_WRAPPER set (an absolute path and its arguments, split
+ * on spaces, e.g. valgrind), kvxd runs under that command.
  * @return the process, or NULL.
  */
 it_proc_t *it_proc_start(const char *const *args, const char *const *env);
