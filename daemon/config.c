@@ -27,6 +27,11 @@
         .offset = offsetof(kvxd_config_t, field), .def = d, .min = lo,         \
         .max = hi, .doc = text                                                 \
     }
+#define OPT_IDS(n, field, text)                                                \
+    {                                                                          \
+        .name = n, .type = KVXD_OPT_IDS,                                       \
+        .offset = offsetof(kvxd_config_t, field), .def = "", .doc = text       \
+    }
 #define OPT_ENUM(n, field, d, names, text)                                     \
     {                                                                          \
         .name = n, .type = KVXD_OPT_ENUM,                                      \
@@ -46,6 +51,12 @@ const kvxd_opt_t kvxd_opts[] = {
             "control address peers connect to (host:port, [v6]:port)"),
     OPT_STR("socket", socket, "/run/kvxd.sock",
             "unix socket local engines attach to"),
+    OPT_IDS("engine_allow_uids", engine_allow_uids,
+            "comma-separated uids that may attach engines besides kvxd's "
+            "own and root (socket mode 0666)"),
+    OPT_IDS("engine_allow_gids", engine_allow_gids,
+            "comma-separated gids whose members may attach engines (socket "
+            "group: the first; mode 0660, 0666 with more)"),
     OPT_STR("peers", peers, "",
             "comma-separated control addresses of peers to connect to"),
     OPT_UINT("pool_blocks", pool_blocks, "1024", 1, 1u << 30,
@@ -73,6 +84,9 @@ const kvxd_opt_t kvxd_opts[] = {
             "file holding the cluster secret (empty: no authentication)"),
     OPT_UINT("heartbeat_ms", heartbeat_ms, "1000", 10, 3600000,
              "control heartbeat interval; 3 missed = peer down"),
+    OPT_UINT("handshake_ms", handshake_ms, "5000", 10, 600000,
+             "a control connection that has not completed its handshake "
+             "after this is closed"),
     OPT_UINT("lease_ms", lease_ms, "30000", 10, 86400000,
              "default lease of blocks reserved for an incoming transfer"),
     OPT_UINT("hold_ms", hold_ms, "60000", 0, 86400000,
@@ -94,6 +108,58 @@ static const kvxd_opt_t *opt_find(const char *name, size_t len)
     return NULL;
 }
 
+static const char *skip_blanks(const char *p)
+{
+    while (*p == ' ' || *p == '\t') {
+        p++;
+    }
+    return p;
+}
+
+/* "1000, 1001" -> @p list (unchanged on error). Ids are decimal, at most
+ * UINT32_MAX - 1 ((uint32_t)-1 means "no id" to the kernel). */
+static kvx_status_t ids_parse(kvxd_id_list_t *list, const kvxd_opt_t *o,
+                              const char *value, char *err, size_t err_len)
+{
+    const char *p = skip_blanks(value);
+    kvxd_id_list_t tmp;
+    int ok = 1;
+
+    memset(&tmp, 0, sizeof(tmp));
+    while (*p != '\0') {
+        unsigned long long v;
+        char *end;
+
+        errno = 0;
+        v = strtoull(p, &end, 10);
+        if (!isdigit((unsigned char)*p) || errno != 0 || v >= UINT32_MAX ||
+            tmp.n == KVXD_IDS_MAX) {
+            ok = 0;
+            break;
+        }
+        tmp.ids[tmp.n++] = (uint32_t)v;
+        p = skip_blanks(end);
+        if (*p == ',') {
+            p = skip_blanks(p + 1);
+            ok = *p != '\0'; /* no trailing comma */
+        } else if (*p != '\0') {
+            ok = 0;
+        }
+        if (!ok) {
+            break;
+        }
+    }
+    if (!ok) {
+        kvxi_why(err, err_len,
+                 "%s: '%s' is not a comma-separated list of at most %u "
+                 "numeric ids (0 .. %u)",
+                 o->name, value, KVXD_IDS_MAX, UINT32_MAX - 1);
+        return KVX_ERR_INVALID_PARAM;
+    }
+    *list = tmp;
+    return KVX_OK;
+}
+
 static kvx_status_t opt_set(kvxd_config_t *cfg, const kvxd_opt_t *o,
                             const char *value, char *err, size_t err_len)
 {
@@ -107,6 +173,15 @@ static kvx_status_t opt_set(kvxd_config_t *cfg, const kvxd_opt_t *o,
             kvxi_why(err, err_len, "%s: value longer than %zu bytes", o->name,
                      o->size - 1);
             return KVX_ERR_INVALID_PARAM;
+        }
+        /* a line break would not survive --print-config (nor belong in a
+           name, address or path) */
+        for (const char *c = value; *c != '\0'; c++) {
+            if ((*c > 0 && *c < ' ' && *c != '\t') || *c == 0x7f) {
+                kvxi_why(err, err_len, "%s: control character in the value",
+                         o->name);
+                return KVX_ERR_INVALID_PARAM;
+            }
         }
         memcpy(field, value, strlen(value) + 1);
         return KVX_OK;
@@ -132,6 +207,9 @@ static kvx_status_t opt_set(kvxd_config_t *cfg, const kvxd_opt_t *o,
         kvxi_why(err, err_len, "%s: '%s' is not one of the allowed values",
                  o->name, value);
         return KVX_ERR_INVALID_PARAM;
+    case KVXD_OPT_IDS:
+        return ids_parse((kvxd_id_list_t *)(void *)field, o, value, err,
+                         err_len);
     }
     return KVX_ERR_INVALID_PARAM;
 }
@@ -367,6 +445,16 @@ static void opt_print_value(const kvxd_config_t *cfg, const kvxd_opt_t *o,
     case KVXD_OPT_ENUM:
         fprintf(out, "%s", o->choices[*(const int *)(const void *)field]);
         break;
+    case KVXD_OPT_IDS: {
+        const kvxd_id_list_t *l = (const kvxd_id_list_t *)(const void *)field;
+
+        fputc('"', out);
+        for (uint32_t i = 0; i < l->n; i++) {
+            fprintf(out, "%s%" PRIu32, i > 0 ? "," : "", l->ids[i]);
+        }
+        fputc('"', out);
+        break;
+    }
     }
 }
 

@@ -15,11 +15,20 @@
 #include <stdio.h>
 
 #define KVXD_STR_MAX 256
+#define KVXD_IDS_MAX KVX_NODE_ENGINE_ALLOW_MAX
+
+/* A list of numeric uids or gids ("1000,1001"); unused entries are 0. */
+typedef struct kvxd_id_list {
+    uint32_t n;
+    uint32_t ids[KVXD_IDS_MAX];
+} kvxd_id_list_t;
 
 typedef struct kvxd_config {
     char node_id[KVXD_STR_MAX];
-    char listen[KVXD_STR_MAX];    /* control address for peers */
-    char socket[KVXD_STR_MAX];    /* unix socket for local engines */
+    char listen[KVXD_STR_MAX]; /* control address for peers */
+    char socket[KVXD_STR_MAX]; /* unix socket for local engines */
+    kvxd_id_list_t engine_allow_uids;
+    kvxd_id_list_t engine_allow_gids;
     char peers[4 * KVXD_STR_MAX]; /* comma-separated peer addresses */
     char ucx_tls[KVXD_STR_MAX];
     char secret_file[KVXD_STR_MAX];
@@ -33,6 +42,7 @@ typedef struct kvxd_config {
     uint64_t dtype_size;
     uint64_t model_id;
     uint64_t heartbeat_ms;
+    uint64_t handshake_ms;
     uint64_t lease_ms;
     uint64_t hold_ms;
     int transport; /* kvx_transport_t */
@@ -42,7 +52,8 @@ typedef struct kvxd_config {
 typedef enum kvxd_opt_type {
     KVXD_OPT_STRING,
     KVXD_OPT_UINT,
-    KVXD_OPT_ENUM
+    KVXD_OPT_ENUM,
+    KVXD_OPT_IDS /* kvxd_id_list_t: comma-separated numeric uids/gids */
 } kvxd_opt_type_t;
 
 /* One row of the table. */

@@ -472,13 +472,20 @@ static kvx_status_t kvxd_node_create(const kvxd_config_t *cfg,
         .field_mask =
             KVX_NODE_PARAM_FIELD_NODE_ID | KVX_NODE_PARAM_FIELD_LAYOUT |
             KVX_NODE_PARAM_FIELD_TRANSPORT | KVX_NODE_PARAM_FIELD_HEARTBEAT |
-            KVX_NODE_PARAM_FIELD_LEASE | KVX_NODE_PARAM_FIELD_HOLD,
+            KVX_NODE_PARAM_FIELD_LEASE | KVX_NODE_PARAM_FIELD_HOLD |
+            KVX_NODE_PARAM_FIELD_HANDSHAKE | KVX_NODE_PARAM_FIELD_ENGINE_ALLOW,
         .node_id = cfg->node_id,
         .layout = &lp,
         .transport = (kvx_transport_t)cfg->transport,
         .heartbeat_ms = (uint32_t)cfg->heartbeat_ms,
         .lease_ms = (uint32_t)cfg->lease_ms,
         .hold_ms = (uint32_t)cfg->hold_ms,
+        .handshake_ms = (uint32_t)cfg->handshake_ms,
+        /* the engine socket (kvxd_engines_start()) follows these lists */
+        .engine_allow_uids = cfg->engine_allow_uids.ids,
+        .n_engine_allow_uids = cfg->engine_allow_uids.n,
+        .engine_allow_gids = cfg->engine_allow_gids.ids,
+        .n_engine_allow_gids = cfg->engine_allow_gids.n,
     };
 
     kvxd_layout_params(cfg, &lp);

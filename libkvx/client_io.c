@@ -114,6 +114,12 @@ kvx_status_t kvxi_client_connect(const char *path, uint32_t timeout_ms,
                        path);
             return KVX_ERR_TIMEOUT;
         }
+        if (err == EACCES || err == EPERM) {
+            kvxi_error("client: connect %s: %s: the node does not let this "
+                       "user attach (its engine allow lists)",
+                       path, strerror(err));
+            return KVX_ERR_AUTH;
+        }
         kvxi_error("client: connect %s: %s", path, strerror(err));
         return KVX_ERR_IO;
     }

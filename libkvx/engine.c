@@ -116,6 +116,9 @@ static void session_free(kvxi_session_t *s)
     if (s->next != NULL) {
         s->next->prev = s->prev;
     }
+    if (s->refused) {
+        eng->n_refused--;
+    }
     kvxi_log(s->attached ? KVX_LOG_INFO : KVX_LOG_DEBUG,
              "node %s: engine %s (pid %d, uid %u) detached", eng->node->node_id,
              s->name, (int)s->pid, (unsigned)s->uid);
@@ -269,8 +272,22 @@ static void session_on_attach(kvxi_session_t *s, const kvxi_envelope_t *env)
     }
     s->attached = 1;
     event_del(s->timer);
-    kvxi_info("node %s: engine %s (pid %d, uid %u) attached", node->node_id,
-              s->name, (int)s->pid, (unsigned)s->uid);
+    kvxi_info("node %s: engine %s (pid %d, uid %u, gid %u) attached",
+              node->node_id, s->name, (int)s->pid, (unsigned)s->uid,
+              (unsigned)s->gid);
+}
+
+/* Ends a session whose credentials are not allowed, answering its first
+ * frame (@p req_id, 0 when none could be decoded) with Error(AUTH). */
+static void session_refuse(kvxi_session_t *s, uint64_t req_id)
+{
+    char why[KVXI_NAME_MAX + 160];
+
+    snprintf(why, sizeof(why),
+             "uid %u gid %u may not attach to node %s (not its user, root, "
+             "or in its engine allow lists)",
+             (unsigned)s->uid, (unsigned)s->gid, s->eng->node->node_id);
+    session_close(s, KVX_ERR_AUTH, KVX_ERR_AUTH, req_id, why);
 }
 
 /* ------------------------------------------------------------------------
@@ -279,6 +296,10 @@ static void session_on_attach(kvxi_session_t *s, const kvxi_envelope_t *env)
 
 static void session_dispatch(kvxi_session_t *s, const kvxi_envelope_t *env)
 {
+    if (s->refused) {
+        session_refuse(s, env->request_id);
+        return;
+    }
     if (!s->attached) {
         if (env->body_case == BODY(ATTACH)) {
             session_on_attach(s, env);
@@ -333,6 +354,9 @@ static void session_read_cb(struct bufferevent *bev, void *arg)
 {
     struct evbuffer *in = bufferevent_get_input(bev);
     kvxi_session_t *s = arg;
+    /* A refused peer may send what an unauthenticated one may. */
+    uint32_t max =
+        s->refused ? KVXI_FRAME_MAX_HANDSHAKE : KVXI_FRAME_MAX_DEFAULT;
 
     while (!s->closing) {
         size_t avail = evbuffer_get_length(in), consumed = 0, frame;
@@ -348,9 +372,13 @@ static void session_read_cb(struct bufferevent *bev, void *arg)
         evbuffer_copyout(in, hdr, sizeof(hdr));
         body = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
                (uint32_t)hdr[2] << 8 | (uint32_t)hdr[3];
-        if (body == 0 || body > KVXI_FRAME_MAX_DEFAULT) {
+        if (body == 0 || body > max) {
             st = body == 0 ? KVX_ERR_PROTO_MALFORMED : KVX_ERR_PROTO_OVERSIZE;
-            session_close(s, st, st, 0, "bad frame length");
+            if (s->refused) {
+                session_refuse(s, 0);
+            } else {
+                session_close(s, st, st, 0, "bad frame length");
+            }
             return;
         }
         frame = KVXI_FRAME_HEADER_LEN + (size_t)body;
@@ -359,8 +387,11 @@ static void session_read_cb(struct bufferevent *bev, void *arg)
         }
         p = evbuffer_pullup(in, (ev_ssize_t)frame);
         st = p == NULL ? KVX_ERR_NO_MEMORY
-                       : kvxi_frame_decode(p, frame, KVXI_FRAME_MAX_DEFAULT,
-                                           &env, &consumed);
+                       : kvxi_frame_decode(p, frame, max, &env, &consumed);
+        if (st != KVX_OK && s->refused) {
+            session_refuse(s, 0);
+            return;
+        }
         if (st != KVX_OK) {
             st = st == KVX_INPROGRESS ? KVX_ERR_PROTO_MALFORMED : st;
             session_close(s, st, st, 0, "undecodable frame");
@@ -403,6 +434,8 @@ static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (s->closing) {
         event_active(s->finish, EV_TIMEOUT, 1); /* linger over */
+    } else if (s->refused) {
+        session_refuse(s, 0);
     } else if (!s->attached) {
         session_close(s, KVX_ERR_TIMEOUT, KVX_ERR_TIMEOUT, 0,
                       "no Attach in time");
@@ -418,8 +451,6 @@ static void engine_accept(kvxi_listener_t *l, int fd, void *arg)
     struct kvxi_engine *eng = arg;
     struct event_base *base = eng->node->base;
     struct timeval tv = {KVXI_ENGINE_ATTACH_MS / 1000, 0};
-    struct ucred cred;
-    socklen_t clen = sizeof(cred);
     kvxi_session_t *s;
 
     (void)l;
@@ -431,10 +462,27 @@ static void engine_accept(kvxi_listener_t *l, int fd, void *arg)
     s->eng = eng;
     s->fd = fd;
     s->pid = -1;
+    s->uid = (uid_t)-1;
+    s->gid = (gid_t)-1;
     snprintf(s->name, sizeof(s->name), "%s", "(attaching)");
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
-        s->pid = cred.pid;
-        s->uid = cred.uid;
+    if (!kvxi_engine_cred_allowed(eng->node, s)) {
+        int full = eng->n_refused >= KVXI_ENGINE_REFUSED_MAX;
+
+        /* at warn while answered: a flood of them does not flood the log */
+        kvxi_log(full ? KVX_LOG_DEBUG : KVX_LOG_WARN,
+                 "node %s: engine socket: refused a connection from pid %d "
+                 "uid %u gid %u: not the node's user, root, or in "
+                 "engine_allow_uids / engine_allow_gids",
+                 eng->node->node_id, (int)s->pid, (unsigned)s->uid,
+                 (unsigned)s->gid);
+        if (full) {
+            close(fd); /* too many waiting to be told: no answer */
+            free(s);
+            return;
+        }
+        s->refused = 1;
+        eng->n_refused++;
+        snprintf(s->name, sizeof(s->name), "%s", "(refused)");
     }
     s->next = eng->sessions; /* linked first: session_free() unlinks */
     if (eng->sessions != NULL) {
@@ -455,12 +503,15 @@ static void engine_accept(kvxi_listener_t *l, int fd, void *arg)
     }
     bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
                       session_event_cb, s);
-    bufferevent_setwatermark(s->bev, EV_READ, 0,
-                             KVXI_FRAME_MAX_DEFAULT + KVXI_FRAME_HEADER_LEN);
+    bufferevent_setwatermark(
+        s->bev, EV_READ, 0,
+        (s->refused ? KVXI_FRAME_MAX_HANDSHAKE : KVXI_FRAME_MAX_DEFAULT) +
+            KVXI_FRAME_HEADER_LEN);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
     event_add(s->timer, &tv);
-    kvxi_debug("node %s: engine connection from pid %d", eng->node->node_id,
-               (int)s->pid);
+    kvxi_debug("node %s: engine connection from pid %d uid %u gid %u",
+               eng->node->node_id, (int)s->pid, (unsigned)s->uid,
+               (unsigned)s->gid);
 }
 
 kvx_status_t kvxi_engine_create(struct kvx_node *node, const char *path)
@@ -485,6 +536,12 @@ kvx_status_t kvxi_engine_create(struct kvx_node *node, const char *path)
     eng->node = node;
     st = kvxi_listener_create_raw(node->base, addr, engine_accept, eng,
                                   &eng->listener);
+    if (st == KVX_OK) {
+        st = kvxi_engine_sock_perms(node, addr + 5);
+        if (st != KVX_OK) {
+            kvxi_listener_destroy(eng->listener); /* removes the file */
+        }
+    }
     if (st != KVX_OK) {
         free(eng);
         return st;
@@ -508,5 +565,6 @@ void kvxi_engine_destroy(struct kvx_node *node)
         session_free(eng->sessions);
     }
     free(eng->peers); /* the node frees the peers themselves */
+    free(eng->known);
     free(eng);
 }

@@ -69,19 +69,59 @@ static void lease_drop(kvxi_session_t *s, kvxi_sess_lease_t **pp,
     free(l);
 }
 
+/*
+ * The engine writes its reservation through its own mapping, so only the
+ * engine can say it stopped: an expired lease stays fenced (its blocks are
+ * not handed out) until the engine seals it (STALE_HANDLE), releases its
+ * blocks, or detaches.
+ */
 void kvxi_engine_leases_expire(kvxi_session_t *s, uint64_t now)
 {
-    kvxi_sess_lease_t **pp = &s->leases;
-
-    while (*pp != NULL) {
-        if ((*pp)->deadline_ns <= now) {
-            kvxi_debug("engine %s: lease %llx expired unsealed", s->name,
-                       (unsigned long long)(*pp)->id);
-            lease_drop(s, pp, 1);
-        } else {
-            pp = &(*pp)->next;
+    for (kvxi_sess_lease_t *l = s->leases; l != NULL; l = l->next) {
+        if (!l->expired && l->deadline_ns <= now) {
+            kvxi_info("node %s: engine %s: lease %llx expired unsealed: %u "
+                      "blocks fenced until the engine releases them",
+                      s->eng->node->node_id, s->name, (unsigned long long)l->id,
+                      l->n);
+            kvx_alloc_lease_abort(s->eng->node->alloc, l->id);
+            l->expired = 1;
         }
     }
+}
+
+/* Gives back each of the session's unsealed leases whose blocks are all
+ * in @p b (the engine is done with them); returns the blocks freed. */
+static uint32_t leases_release(kvxi_session_t *s, const Kvx__V1__BlockRefs *b)
+{
+    uint32_t nb = s->eng->node->layout.num_blocks, freed = 0;
+    kvxi_sess_lease_t **pp = &s->leases;
+    uint32_t *named; /* block -> its index in b, plus 1 */
+
+    if (s->leases == NULL || (named = calloc(nb, sizeof(*named))) == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < b->n_blocks; i++) {
+        if (b->blocks[i] < nb) {
+            named[b->blocks[i]] = (uint32_t)i + 1;
+        }
+    }
+    while (*pp != NULL) {
+        kvxi_sess_lease_t *l = *pp;
+        uint32_t i = 0;
+
+        while (i < l->n && named[l->refs[i].block] != 0 &&
+               b->gens[named[l->refs[i].block] - 1] == l->refs[i].gen) {
+            i++;
+        }
+        if (i == l->n) {
+            freed += l->n;
+            lease_drop(s, pp, 1);
+        } else {
+            pp = &l->next;
+        }
+    }
+    free(named);
+    return freed;
 }
 
 void kvxi_engine_holds_end(kvxi_session_t *s)
@@ -211,7 +251,10 @@ void kvxi_engine_on_seal(kvxi_session_t *s, const kvxi_envelope_t *env)
     while (*pp != NULL && (*pp)->id != id) {
         pp = &(*pp)->next;
     }
-    if (*pp == NULL) {
+    if (*pp == NULL || (*pp)->expired) {
+        if (*pp != NULL) {
+            lease_drop(s, pp, 1); /* the engine learns: no more writes */
+        }
         kvxi_session_result(s, env->request_id, KVX_ERR_STALE_HANDLE, 0);
         return;
     }
@@ -246,6 +289,7 @@ void kvxi_engine_on_release(kvxi_session_t *s, const kvxi_envelope_t *env)
             released++;
         }
     }
+    released += leases_release(s, b);
     r.status = (Kvx__V1__Status)kvxi_status_to_wire(KVX_OK);
     r.transfer_id = env->release->transfer_id;
     r.released = released;

@@ -30,8 +30,16 @@
  * holds per block (4 bytes per pool block and session; the block's
  * generation cannot change while pinned, so the allocator's is the held
  * one) and drops exactly those on Release or when it ends. Trust: the engine
- * maps the whole pool (mode 0600 socket), but it can only name blocks it holds
- * in PushStart / PublishStart, and only its own leases in Seal.
+ * maps the whole pool, but it can only name blocks it holds in PushStart /
+ * PublishStart, and only its own leases in Seal.
+ *
+ * Credentials. Who may attach at all is decided when the connection is
+ * accepted, from SO_PEERCRED (and SO_PEERGROUPS): the node's effective uid,
+ * root, and the node's engine allow lists (kvx_node_params_t). A refused
+ * connection's first frame is answered with Error(AUTH) and the session
+ * closes: no AttachReply, no memfd. The socket file's mode (0600, 0660 with
+ * the one allowed group, 0666 when more groups or other uids are allowed)
+ * only decides who reaches the check.
  */
 #ifndef KVX_ENGINE_INT_H
 #define KVX_ENGINE_INT_H
@@ -51,6 +59,9 @@
 #define KVXI_ENGINE_OUT_MAX ((size_t)16 << 20)
 /** PeerListReply entries at most. */
 #define KVXI_ENGINE_PEERS_MAX 4096u
+/** Refused connections (credentials not allowed) kept open at once to
+ *  answer their Attach with Error(AUTH); more are closed at once. */
+#define KVXI_ENGINE_REFUSED_MAX 16u
 
 typedef struct kvxi_session kvxi_session_t;
 
@@ -61,7 +72,18 @@ typedef struct kvxi_sess_lease {
     uint64_t deadline_ns;
     uint32_t n;            /**< reserved (missed) blocks */
     kvx_block_ref_t *refs; /**< their refs: held once sealed */
+    int expired;           /**< fenced: until the engine acknowledges */
 } kvxi_sess_lease_t;
+
+/** Nodes whose control address kvxi_engine_peer_up() remembers at most. */
+#define KVXI_ENGINE_KNOWN_MAX 4096u
+
+/** A node this node connected to, and where: a push or pull naming that
+ *  node id after its connection died connects there again. */
+typedef struct kvxi_known_peer {
+    char node_id[KVXI_NAME_MAX + 1];
+    char addr[sizeof(((struct kvx_peer *)0)->addr)];
+} kvxi_known_peer_t;
 
 /** A push or pull the session started. */
 typedef struct kvxi_sess_xfer {
@@ -78,6 +100,8 @@ typedef struct kvxi_sess_xfer {
     uint64_t deadline_ns;  /**< 0: the node's default from the start */
     kvx_block_ref_t *refs; /**< push not started: pinned once more here */
     kvx_block_key_t *keys; /**< not started: copies, or NULL */
+    char *node_id; /**< named by this node id and reconnecting at its known
+                        address: only that node may take it (or NULL) */
 } kvxi_sess_xfer_t;
 
 /** A parked Recv request. */
@@ -98,8 +122,10 @@ struct kvxi_session {
     int fd;
     int attached;
     int closing;
-    pid_t pid; /**< SO_PEERCRED, for logs */
+    int refused; /**< credentials not allowed: Attach gets Error(AUTH) */
+    pid_t pid;   /**< SO_PEERCRED: checked at accept, named in logs */
     uid_t uid;
+    gid_t gid;
     char name[KVXI_NAME_MAX + 1]; /**< Attach.client_name, printable */
     uint64_t next_id;             /**< request ids of unasked frames */
     uint64_t next_xfer;           /**< xfer ids: 1, 2, ... */
@@ -114,8 +140,11 @@ struct kvxi_engine {
     struct kvx_node *node;
     kvxi_listener_t *listener;
     kvxi_session_t *sessions;
+    uint32_t n_refused;      /**< refused sessions still open */
     struct kvx_peer **peers; /**< peers the sessions made the node connect */
     uint32_t n_peers, cap_peers;
+    kvxi_known_peer_t *known; /**< kvxi_engine_peer_up() */
+    uint32_t n_known, cap_known, next_known;
 };
 
 /* ---- engine.c ---- */
@@ -149,6 +178,30 @@ void kvxi_session_result(kvxi_session_t *s, uint64_t req_id,
 void kvxi_session_error(kvxi_session_t *s, uint64_t req_id, kvx_status_t code,
                         const char *text);
 
+/* ---- engine_cred.c ---- */
+
+/**
+ * Reads the credentials of @p s's connecting process (SO_PEERCRED, taken
+ * by the kernel at its connect(); SO_PEERGROUPS for its supplementary
+ * groups) into s->pid, uid, gid.
+ * @return 1 if they may attach: the node's effective uid, root, a uid in
+ *         the node's engine_uids, or a gid (primary or supplementary) in
+ *         its engine_gids; 0 otherwise, and when they cannot be read.
+ */
+int kvxi_engine_cred_allowed(const struct kvx_node *node, kvxi_session_t *s);
+
+/**
+ * Opens the engine socket file at @p path (created 0600) to the users the
+ * node's allow lists name: group engine_gids[0] when gids are listed; mode
+ * 0660 for one gid, 0666 for more gids or for uids other than the node's
+ * and root (a file mode cannot name them); 0600 (nothing done) without
+ * lists.
+ * @return KVX_OK; KVX_ERR_IO (the file is gone, or its group or mode cannot
+ *         be set: logged).
+ */
+kvx_status_t kvxi_engine_sock_perms(const struct kvx_node *node,
+                                    const char *path);
+
 /* ---- engine_hold.c ---- */
 
 /** Whether the session holds @p ref (at its generation). */
@@ -158,7 +211,9 @@ int kvxi_session_holds(const kvxi_session_t *s, kvx_block_ref_t ref);
 void kvxi_session_hold_add(kvxi_session_t *s, kvx_block_ref_t ref);
 
 /** Expires the session's unsealed leases whose deadline passed (@p now):
- *  their blocks are freed at once (only the engine writes them). */
+ *  their blocks are fenced, not freed, until the engine shows it stopped
+ *  writing them (it seals the lease and learns STALE_HANDLE, releases its
+ *  blocks, or detaches). */
 void kvxi_engine_leases_expire(kvxi_session_t *s, uint64_t now);
 
 /** Unpins @p n refs (pins the caller took and could not hand over). */
@@ -181,8 +236,10 @@ void kvxi_engine_on_reserve(kvxi_session_t *s, const kvxi_envelope_t *env);
 /** Seal: commits one of the session's own leases and holds its blocks
  *  (STALE_HANDLE for a lease it does not have). Result. */
 void kvxi_engine_on_seal(kvxi_session_t *s, const kvxi_envelope_t *env);
-/** Release: drops one hold of each named block the session holds (others
- *  are skipped). ReleaseAck. */
+/** Release: drops one hold of each named block the session holds, and
+ *  gives back each unsealed (or expired) lease whose blocks are all named
+ *  (freed: the engine stopped writing them); others are skipped.
+ *  ReleaseAck. */
 void kvxi_engine_on_release(kvxi_session_t *s, const kvxi_envelope_t *env);
 /** Lookup: how many leading keys the node has cached. LookupReply. */
 void kvxi_engine_on_lookup(kvxi_session_t *s, const kvxi_envelope_t *env);
@@ -223,5 +280,12 @@ void kvxi_engine_poll(struct kvx_node *node);
 /** Lowers *@p next_p to the earliest deadline of a parked Recv or of a
  *  transfer still waiting for its peer (the node's timer). */
 void kvxi_engine_next_deadline(struct kvx_node *node, uint64_t *next_p);
+
+/** @p peer completed its handshake (peer.c): when this node connected to
+ *  it, its node id and address are remembered (at most
+ *  KVXI_ENGINE_KNOWN_MAX, the oldest replaced) so that a session naming the
+ *  node id reconnects there once the connection died. No-op without an
+ *  engine listener. */
+void kvxi_engine_peer_up(struct kvx_peer *peer);
 
 #endif /* KVX_ENGINE_INT_H */

@@ -10,7 +10,10 @@
  * kvx_node_pull() starts once the peer is connected, and a peer that fails
  * ends the transfer with the peer's status. Peers the sessions made the
  * node connect are kept for reuse and closed once they failed, so the next
- * request connects again.
+ * request connects again. A node id whose connection died (the peer was
+ * restarted, say) is connected again at the address this node last reached
+ * it at (kvxi_engine_peer_up()); the transfer then goes only to a node that
+ * answers with that id (KVX_ERR_PEER_REFUSED otherwise).
  */
 #include "engine_int.h"
 
@@ -59,22 +62,80 @@ static struct kvx_peer *peer_find(struct kvx_node *node, const char *name)
     return connecting;
 }
 
+static kvxi_known_peer_t *known_find(struct kvxi_engine *eng,
+                                     const char *node_id)
+{
+    for (uint32_t i = 0; i < eng->n_known; i++) {
+        if (strcmp(eng->known[i].node_id, node_id) == 0) {
+            return &eng->known[i];
+        }
+    }
+    return NULL;
+}
+
+void kvxi_engine_peer_up(struct kvx_peer *peer)
+{
+    struct kvxi_engine *eng = peer->node->engine;
+    kvxi_known_peer_t *k;
+
+    if (eng == NULL || !peer->is_client || peer->info == NULL) {
+        return; /* an accepted peer's address is its outgoing port */
+    }
+    k = known_find(eng, peer->info->node_id);
+    if (k == NULL && eng->n_known == eng->cap_known &&
+        eng->cap_known < KVXI_ENGINE_KNOWN_MAX) {
+        uint32_t cap = eng->cap_known ? eng->cap_known * 2 : 16;
+        kvxi_known_peer_t *p = realloc(eng->known, cap * sizeof(*p));
+
+        if (p != NULL) {
+            eng->known = p;
+            eng->cap_known = cap;
+        }
+    }
+    if (k == NULL && eng->n_known < eng->cap_known) {
+        k = &eng->known[eng->n_known++];
+    } else if (k == NULL && eng->n_known > 0) {
+        k = &eng->known[eng->next_known++ % eng->n_known]; /* full */
+    }
+    if (k != NULL) {
+        snprintf(k->node_id, sizeof(k->node_id), "%s", peer->info->node_id);
+        snprintf(k->addr, sizeof(k->addr), "%s", peer->addr);
+    }
+}
+
+/* The peer @p name (a node id or an address): connected, connecting, or
+ * connected to now. *@p by_id_p: @p name is a node id whose connection is
+ * gone, reached again at its known address. */
 static kvx_status_t peer_get(struct kvxi_engine *eng, const char *name,
-                             struct kvx_peer **peer_p)
+                             struct kvx_peer **peer_p, int *by_id_p)
 {
     struct sockaddr_storage ss;
+    kvxi_known_peer_t *k;
     socklen_t len;
     kvx_status_t st;
 
+    *by_id_p = 0;
     *peer_p = peer_find(eng->node, name);
     if (*peer_p != NULL) {
         return KVX_OK;
     }
     if (kvxi_addr_parse(name, &ss, &len) != KVX_OK) {
-        kvxi_warn("node %s: engine: no peer '%s' (not connected, not an "
-                  "address)",
-                  eng->node->node_id, name);
-        return KVX_ERR_NOT_FOUND;
+        k = known_find(eng, name);
+        if (k == NULL) {
+            kvxi_warn("node %s: engine: no peer '%s' (not connected, not an "
+                      "address)",
+                      eng->node->node_id, name);
+            return KVX_ERR_NOT_FOUND;
+        }
+        kvxi_info("node %s: engine: peer %s is not connected: connecting to "
+                  "%s, its last address",
+                  eng->node->node_id, name, k->addr);
+        *by_id_p = 1;
+        name = k->addr;
+        *peer_p = peer_find(eng->node, name);
+        if (*peer_p != NULL) {
+            return KVX_OK;
+        }
     }
     if (eng->n_peers == eng->cap_peers) {
         uint32_t cap = eng->cap_peers ? eng->cap_peers * 2 : 8;
@@ -144,6 +205,7 @@ static void xfer_free(kvxi_session_t *s, kvxi_sess_xfer_t *xf)
     }
     free(xf->refs);
     free(xf->keys);
+    free(xf->node_id);
     free(xf);
 }
 
@@ -179,6 +241,20 @@ static void xfer_done(kvxi_session_t *s, kvxi_sess_xfer_t *xf,
     env.xfer_done = &d;
     xfer_free(s, xf);
     kvxi_session_send(s, &env);
+}
+
+/* A transfer that reconnected by node id goes to that node only. */
+static kvx_status_t xfer_peer_named(const kvxi_sess_xfer_t *xf)
+{
+    if (xf->node_id == NULL ||
+        strcmp(xf->peer->info->node_id, xf->node_id) == 0) {
+        return KVX_OK;
+    }
+    kvxi_warn("node %s: engine: %s answers as '%s', not '%s': transfer "
+              "refused",
+              xf->peer->node->node_id, xf->peer->addr, xf->peer->info->node_id,
+              xf->node_id);
+    return KVX_ERR_PEER_REFUSED;
 }
 
 static uint32_t ms_left(uint64_t deadline_ns, uint64_t now)
@@ -220,8 +296,11 @@ static kvx_status_t xfer_start(kvxi_session_t *s, kvxi_sess_xfer_t *xf,
         .deadline_ms = ms,
         .flags = xf->flags,
     };
-    kvx_status_t st;
+    kvx_status_t st = xfer_peer_named(xf);
 
+    if (st != KVX_OK) {
+        return st;
+    }
     if (xf->pull) {
         return kvx_node_pull(node, xf->peer, &pp, &xf->x);
     }
@@ -246,6 +325,7 @@ static void xfer_begin(kvxi_session_t *s, const kvxi_envelope_t *env,
 {
     uint64_t now = kvxi_node_now_ns();
     kvx_status_t st;
+    int by_id;
 
     xf->id = s->next_xfer + 1;
     xf->t_start_ns = now;
@@ -253,7 +333,11 @@ static void xfer_begin(kvxi_session_t *s, const kvxi_envelope_t *env,
         now +
         (uint64_t)(deadline_ms ? deadline_ms : KVXI_NODE_DEADLINE_MS_DEFAULT) *
             1000000ull;
-    st = peer_get(s->eng, name, &xf->peer);
+    st = peer_get(s->eng, name, &xf->peer, &by_id);
+    if (st == KVX_OK && by_id) {
+        xf->node_id = strdup(name);
+        st = xf->node_id != NULL ? KVX_OK : KVX_ERR_NO_MEMORY;
+    }
     if (st == KVX_OK && keys->len > 0) {
         xf->keys = malloc(keys->len);
         st = xf->keys != NULL ? KVX_OK : KVX_ERR_NO_MEMORY;

@@ -23,7 +23,8 @@
      KVX_NODE_PARAM_FIELD_LISTEN | KVX_NODE_PARAM_FIELD_UCX_TLS |              \
      KVX_NODE_PARAM_FIELD_TRANSPORT | KVX_NODE_PARAM_FIELD_SECRET |            \
      KVX_NODE_PARAM_FIELD_HEARTBEAT | KVX_NODE_PARAM_FIELD_LEASE |             \
-     KVX_NODE_PARAM_FIELD_HOLD | KVX_NODE_PARAM_FIELD_ENGINE_SOCKET)
+     KVX_NODE_PARAM_FIELD_HOLD | KVX_NODE_PARAM_FIELD_ENGINE_SOCKET |          \
+     KVX_NODE_PARAM_FIELD_ENGINE_ALLOW | KVX_NODE_PARAM_FIELD_HANDSHAKE)
 
 #define NODE_HOLD_MS_MAX 86400000u
 
@@ -107,6 +108,21 @@ void kvxi_node_timer_rearm(struct kvx_node *node)
     event_add(node->timer_ev, &tv);
 }
 
+/* An engine allow list: NULL only when empty, bounded, no (uint32_t)-1
+ * (the "no change" id of chown(), never a real uid or gid). */
+static int node_id_list_ok(const uint32_t *ids, uint32_t n)
+{
+    if (n > KVX_NODE_ENGINE_ALLOW_MAX || (ids == NULL && n > 0)) {
+        return 0;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (ids[i] == UINT32_MAX) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static kvx_status_t node_check_params(const kvx_node_params_t *p)
 {
     size_t id_len;
@@ -156,6 +172,14 @@ static kvx_status_t node_check_params(const kvx_node_params_t *p)
     }
     if ((p->field_mask & KVX_NODE_PARAM_FIELD_HOLD) &&
         p->hold_ms > NODE_HOLD_MS_MAX) {
+        return KVX_ERR_INVALID_PARAM;
+    }
+    if ((p->field_mask & KVX_NODE_PARAM_FIELD_ENGINE_ALLOW) &&
+        (!node_id_list_ok(p->engine_allow_uids, p->n_engine_allow_uids) ||
+         !node_id_list_ok(p->engine_allow_gids, p->n_engine_allow_gids))) {
+        kvxi_error("node: create: engine allow lists: at most %u ids each, "
+                   "none of them %u",
+                   KVX_NODE_ENGINE_ALLOW_MAX, UINT32_MAX);
         return KVX_ERR_INVALID_PARAM;
     }
     return KVX_OK;
@@ -291,6 +315,9 @@ static kvx_status_t node_init_identity(struct kvx_node *node,
     if (p->field_mask & KVX_NODE_PARAM_FIELD_HEARTBEAT) {
         node->conn_cfg.heartbeat_interval_ms = p->heartbeat_ms;
     }
+    if (p->field_mask & KVX_NODE_PARAM_FIELD_HANDSHAKE) {
+        node->conn_cfg.handshake_timeout_ms = p->handshake_ms;
+    }
     return kvxi_identity_check(id, NULL, 0);
 }
 
@@ -322,6 +349,19 @@ kvx_status_t kvx_node_create(const kvx_node_params_t *params,
                          : KVXI_NODE_LEASE_MS_DEFAULT;
     node->hold_ms =
         (params->field_mask & KVX_NODE_PARAM_FIELD_HOLD) ? params->hold_ms : 0;
+    node->late_grace_ms = KVXI_RX_LATE_GRACE_MS;
+    if (params->field_mask & KVX_NODE_PARAM_FIELD_ENGINE_ALLOW) {
+        node->n_engine_uids = params->n_engine_allow_uids;
+        node->n_engine_gids = params->n_engine_allow_gids;
+        if (node->n_engine_uids > 0) {
+            memcpy(node->engine_uids, params->engine_allow_uids,
+                   node->n_engine_uids * sizeof(uint32_t));
+        }
+        if (node->n_engine_gids > 0) {
+            memcpy(node->engine_gids, params->engine_allow_gids,
+                   node->n_engine_gids * sizeof(uint32_t));
+        }
+    }
     node->base = event_base_new();
     if (node->base == NULL) {
         status = KVX_ERR_NO_MEMORY;

@@ -43,6 +43,7 @@ typedef struct kvxi_node_stats {
     uint64_t bytes_sent, bytes_received;
     uint64_t dedupe_hit_blocks;
     uint64_t am_refused;
+    uint64_t am_given_up; /**< admitted AM chunks given up (rx_hold.c) */
     uint64_t blocks_verified, checksum_mismatches;
 } kvxi_node_stats_t;
 
@@ -157,14 +158,19 @@ struct kvxi_rx {
     kvx_block_ref_t *refs;
     uint8_t *hit;
     uint64_t landed, data_bytes, max_bytes;
+    uint32_t am_pending;  /**< AM chunks admitted, not landed: they may still
+                               write, so the slot stays and no fence lifts */
+    int unfence_deferred; /**< rx_unfence() waits for am_pending to be 0 */
+    uint64_t late_deadline_ns; /**< deferred: given up past it (rx_hold.c) */
     int am_failed;
     uint64_t commit_req_id;    /**< Commit waiting for AM bytes (0: none) */
     uint64_t *checksums;       /**< the Commit's, one per missed block */
     uint32_t n_checksums;      /**< 0 (none sent) or n_miss */
     int pull;                  /**< reserved by kvx_node_pull() */
     struct kvx_xfer *pull_x;   /**< PULL: the puller's transfer (or NULL) */
-    uint64_t hold_deadline_ns; /**< COMMITTED: released past it (rx_hold.c;
-                                    0: not started) */
+    uint64_t hold_deadline_ns; /**< COMMITTED or FAILED: released or
+                                    forgotten past it (rx_hold.c; 0: not
+                                    started) */
 };
 
 typedef struct kvxi_pub kvxi_pub_t;
@@ -188,7 +194,12 @@ struct kvx_node {
     size_t secret_len;
     kvx_transport_t transport;
     uint32_t lease_ms;
-    uint32_t hold_ms; /**< kvx_node_params_t::hold_ms (0: forever) */
+    uint32_t hold_ms;       /**< kvx_node_params_t::hold_ms (0: forever) */
+    uint32_t late_grace_ms; /**< KVXI_RX_LATE_GRACE_MS (tests shorten it) */
+    /** kvx_node_params_t::engine_allow_uids / _gids (engine.c) */
+    uint32_t engine_uids[KVX_NODE_ENGINE_ALLOW_MAX];
+    uint32_t engine_gids[KVX_NODE_ENGINE_ALLOW_MAX];
+    uint32_t n_engine_uids, n_engine_gids;
     int shutting_down;
     struct kvx_peer *peers;
     struct kvx_xfer *xfers;
@@ -299,6 +310,14 @@ void kvxi_pull_free_all(struct kvx_node *node);
 /* rx_hold.c: committed requests nobody collects within hold_ms are
  * released (@p now 0: only computes the next deadline). */
 void kvxi_rx_check_holds(struct kvx_node *node, uint64_t now, uint64_t *next_p);
+
+/** How long a failed rx whose writer is quiesced waits for AM chunks UCX
+ *  admitted but never completed before its fence lifts anyway. */
+#define KVXI_RX_LATE_GRACE_MS 10000u
+
+/** Gives up on @p rx's admitted AM chunks (node->late_grace_ms passed):
+ *  lifts the fence that waited for them; may free @p rx. */
+void kvxi_rx_give_up_late(kvxi_rx_t *rx);
 
 /* xfer_recv.c */
 void kvxi_rx_link(struct kvx_node *node, kvxi_rx_t *rx);

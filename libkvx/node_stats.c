@@ -54,7 +54,7 @@ kvx_status_t kvx_node_stats(kvx_node_h node, kvx_node_stats_t *s)
 {
     const kvxi_node_stats_t *c;
     kvx_alloc_attr_t a;
-    uint64_t peers = 0, sending = 0, receiving = 0;
+    uint64_t peers = 0, sending = 0, receiving = 0, uncollected = 0;
 
     if (node == NULL || s == NULL) {
         return KVX_ERR_INVALID_PARAM;
@@ -80,10 +80,13 @@ kvx_status_t kvx_node_stats(kvx_node_h node, kvx_node_stats_t *s)
     }
     for (kvxi_rx_t *rx = node->rxs; rx != NULL; rx = rx->next) {
         receiving += rx->state == KVXI_RX_RESERVED;
+        uncollected +=
+            rx->state != KVXI_RX_RESERVED && !rx->reported && !rx->superseded;
     }
     stats_add(s, peers, "peers.connected");
     stats_add(s, sending, "xfers.sending");
     stats_add(s, receiving, "xfers.receiving");
+    stats_add(s, uncollected, "xfers.uncollected");
     stats_add(s, c->blocks_verified, "blocks.verified");
     stats_add(s, c->checksum_mismatches, "checksum.mismatches");
     stats_add(s, c->am_refused, "am.refused");

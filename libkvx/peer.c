@@ -10,6 +10,7 @@
  */
 #include "node_int.h"
 
+#include "engine_int.h"
 #include "log_int.h"
 
 #include <stdlib.h>
@@ -131,6 +132,7 @@ static void peer_established(kvxi_conn_t *conn, const kvxi_peer_info_t *info,
     }
     peer->transport = (kvx_transport_t)kvxi_ucx_ep_mode(peer->ep);
     peer->status = KVX_OK;
+    kvxi_engine_peer_up(peer); /* where to reconnect to it by node id */
     kvxi_info("node %s: peer %s connected (%s), data path %s", node->node_id,
               info->node_id, kvxi_conn_name(conn),
               kvx_transport_string(peer->transport));
@@ -363,7 +365,17 @@ kvx_status_t kvxi_peer_send(struct kvx_peer *peer, kvxi_envelope_t *env)
         return KVX_ERR_PEER_DOWN;
     }
     status = kvxi_conn_send(peer->conn, env);
-    if (status != KVX_OK) {
+    if (status == KVX_ERR_NO_SPACE) {
+        /* The output bound is full: the peer does not read (or floods us
+         * with requests and never reads the answers). Dropping this frame
+         * would leave a transfer waiting, and every further one would be
+         * dropped (and logged) too: the connection ends instead. */
+        kvxi_warn("node %s: peer %s: %zu bytes unread: closing",
+                  peer->node->node_id, peer->addr,
+                  kvxi_conn_out_pending(peer->conn));
+        kvxi_conn_close(peer->conn, KVX_ERR_NO_SPACE,
+                        "the peer does not read its control connection");
+    } else if (status != KVX_OK) {
         kvxi_warn("node %s: peer %s: sending %s failed: %s",
                   peer->node->node_id, peer->addr, kvxi_envelope_body_name(env),
                   kvx_status_string(status));

@@ -313,8 +313,11 @@ kvx_status_t kvx_node_pull(kvx_node_h node, kvx_peer_h peer,
     if ((p->field_mask & KVX_PULL_PARAM_FIELD_FLAGS) && p->flags != 0) {
         return KVX_ERR_NOT_SUPPORTED;
     }
-    if (node->shutting_down || peer->status != KVX_OK) {
+    if (node->shutting_down || peer->status == KVX_INPROGRESS) {
         return KVX_ERR_BAD_STATE;
+    }
+    if (peer->status != KVX_OK) {
+        return peer->status; /* it failed (e.g. PEER_DOWN): reconnect */
     }
     deadline_ms =
         (p->field_mask & KVX_PULL_PARAM_FIELD_DEADLINE) && p->deadline_ms > 0

@@ -119,17 +119,19 @@ int kvxi_pull_is_reader(struct kvx_peer *peer, uint64_t tid)
     return reader_find(peer->node, peer, tid, &pub) != NULL;
 }
 
-/* Drops the read hold *rp of @p pub; may free @p pub. */
+/* Drops the read hold *rp of @p pub; may free @p pub. Returns the blocks
+ * released. */
 static uint32_t reader_drop(struct kvx_node *node, kvxi_pub_t *pub,
                             pub_reader_t **rp)
 {
     pub_reader_t *r = *rp;
+    uint32_t n = pub->n;
 
     *rp = r->next;
     free(r);
-    pub_unpin(node, pub, pub->n);
-    pub_settle(node, pub);
-    return pub->n;
+    pub_unpin(node, pub, n);
+    pub_settle(node, pub); /* frees it when unpublished and unread */
+    return n;
 }
 
 kvx_status_t kvx_node_publish(kvx_node_h node, const kvx_publish_params_t *p,
@@ -250,21 +252,20 @@ void kvxi_pull_check_leases(struct kvx_node *node, uint64_t now,
 void kvxi_pull_peer_down(struct kvx_peer *peer)
 {
     struct kvx_node *node = peer->node;
-    int found = 1;
+    kvxi_pub_t *pub = node->pubs;
 
-    while (found) {
-        found = 0;
-        for (kvxi_pub_t *pub = node->pubs; pub != NULL && !found;
-             pub = pub->next) {
-            for (pub_reader_t **rp = &pub->readers; *rp != NULL;
-                 rp = &(*rp)->next) {
-                if ((*rp)->peer == peer) {
-                    reader_drop(node, pub, rp); /* may free pub */
-                    found = 1;
-                    break;
-                }
-            }
+    while (pub != NULL) {
+        pub_reader_t **rp = &pub->readers;
+
+        while (*rp != NULL && (*rp)->peer != peer) {
+            rp = &(*rp)->next;
         }
+        if (*rp == NULL) {
+            pub = pub->next;
+            continue;
+        }
+        reader_drop(node, pub, rp); /* may free pub: start over */
+        pub = node->pubs;
     }
 }
 

@@ -87,7 +87,17 @@ static kvx_status_t rx_slot_take(struct kvx_node *node, kvxi_rx_t *rx)
     return KVX_OK;
 }
 
-/* No more writes are admitted for @p rx (owner table and slot cleared). */
+static void rx_release_slot(kvxi_rx_t *rx)
+{
+    if (rx->slot != RX_SLOT_NONE) {
+        rx->node->rx_slots[rx->slot] = NULL;
+        rx->slot = RX_SLOT_NONE;
+    }
+}
+
+/* No more writes are admitted for @p rx (owner table cleared; the slot too,
+ * unless admitted chunks are still landing: kvxi_rx_am_done() finds the rx
+ * by it). */
 static void rx_close_window(kvxi_rx_t *rx)
 {
     struct kvx_node *node = rx->node;
@@ -97,9 +107,8 @@ static void rx_close_window(kvxi_rx_t *rx)
             node->owner[rx->refs[i].block] = NULL;
         }
     }
-    if (rx->slot != RX_SLOT_NONE) {
-        node->rx_slots[rx->slot] = NULL;
-        rx->slot = RX_SLOT_NONE;
+    if (rx->am_pending == 0) {
+        rx_release_slot(rx);
     }
 }
 
@@ -112,8 +121,15 @@ static kvxi_rx_t *rx_by_tag(struct kvx_node *node, uint64_t tag)
         return NULL;
     }
     rx = node->rx_slots[slot];
-    return rx != NULL && rx->tag == tag && rx->state == KVXI_RX_RESERVED ? rx
-                                                                         : NULL;
+    return rx != NULL && rx->tag == tag ? rx : NULL;
+}
+
+/* The rx that admits writes under @p tag (RESERVED), or NULL. */
+static kvxi_rx_t *rx_open_by_tag(struct kvx_node *node, uint64_t tag)
+{
+    kvxi_rx_t *rx = rx_by_tag(node, tag);
+
+    return rx != NULL && rx->state == KVXI_RX_RESERVED ? rx : NULL;
 }
 
 kvxi_rx_t *kvxi_rx_find(struct kvx_peer *peer, uint64_t tid)
@@ -126,8 +142,20 @@ kvxi_rx_t *kvxi_rx_find(struct kvx_peer *peer, uint64_t tid)
     return NULL;
 }
 
+/* Lifts the fence of a failed rx whose writer is quiesced (and frees it
+ * when nobody will collect it), or, while admitted AM chunks may still
+ * write into its blocks, once the last of them is done (kvxi_rx_am_done). */
 static void rx_unfence(kvxi_rx_t *rx)
 {
+    if (rx->am_pending > 0) {
+        if (!rx->unfence_deferred) {
+            rx->unfence_deferred = 1;
+            rx->late_deadline_ns =
+                kvxi_node_now_ns() + rx->node->late_grace_ms * 1000000ull;
+            kvxi_node_timer_rearm(rx->node);
+        }
+        return;
+    }
     if (rx->fenced) {
         kvx_alloc_lease_unfence(rx->node->alloc, rx->lease);
         rx->fenced = 0;
@@ -171,7 +199,7 @@ static int rx_fail(kvxi_rx_t *rx, kvx_status_t status, int already_fenced,
         kvxi_pull_rx_done(rx->pull_x, status);
     }
     if (quiesced) {
-        int freeing = rx->reported || rx->superseded;
+        int freeing = (rx->reported || rx->superseded) && rx->am_pending == 0;
 
         rx_unfence(rx);
         return freeing;
@@ -668,7 +696,7 @@ void kvxi_rx_peer_down(struct kvx_peer *peer, kvx_status_t status)
 void *kvxi_rx_am_dest(uint64_t tag, uint64_t off, uint64_t len, void *arg)
 {
     struct kvx_node *node = arg;
-    kvxi_rx_t *rx = rx_by_tag(node, tag);
+    kvxi_rx_t *rx = rx_open_by_tag(node, tag);
     uint64_t bb = node->layout.block_bytes;
 
     if (rx == NULL || len == 0 || off > node->layout.region_bytes ||
@@ -680,6 +708,7 @@ void *kvxi_rx_am_dest(uint64_t tag, uint64_t off, uint64_t len, void *arg)
             return NULL;
         }
     }
+    rx->am_pending++; /* until kvxi_rx_am_done(), whatever happens to rx */
     return node->pool_base + off;
 }
 
@@ -693,6 +722,21 @@ void kvxi_rx_am_done(uint64_t tag, uint64_t off, uint64_t len, uint32_t seq,
     if (rx == NULL) {
         return;
     }
+    if (rx->am_pending > 0) {
+        rx->am_pending--;
+    }
+    if (rx->state != KVXI_RX_RESERVED) {
+        /* A late chunk of a closed rx: the last one frees the slot and
+         * lifts a fence that waited for it. */
+        if (rx->am_pending == 0) {
+            rx_release_slot(rx);
+            if (rx->unfence_deferred) {
+                rx->unfence_deferred = 0;
+                rx_unfence(rx);
+            }
+        }
+        return;
+    }
     if (status != KVX_OK) {
         rx->am_failed = 1;
         return;
@@ -701,6 +745,21 @@ void kvxi_rx_am_done(uint64_t tag, uint64_t off, uint64_t len, uint32_t seq,
     if (rx->commit_req_id != 0 && rx->landed >= rx->data_bytes) {
         rx_commit(rx, rx->commit_req_id);
     }
+}
+
+void kvxi_rx_give_up_late(kvxi_rx_t *rx)
+{
+    kvxi_warn("node %s: incoming transfer %llu (request %llu): %u AM "
+              "chunk(s) UCX admitted never completed within %u ms of the "
+              "failure: fence lifted",
+              rx->node->node_id, (unsigned long long)rx->transfer_id,
+              (unsigned long long)rx->request_id, rx->am_pending,
+              rx->node->late_grace_ms);
+    rx->node->stats.am_given_up += rx->am_pending;
+    rx->am_pending = 0;
+    rx->unfence_deferred = 0;
+    rx_release_slot(rx);
+    rx_unfence(rx);
 }
 
 void kvxi_rx_am_refused(uint64_t tag, uint64_t off, uint64_t len,

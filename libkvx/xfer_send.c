@@ -81,6 +81,15 @@ void kvxi_xfer_free(struct kvx_xfer *x)
     free(x);
 }
 
+/* Hands the outcome to the caller (kvx_xfer_test/wait/query), once. */
+static void xfer_report(struct kvx_xfer *x, kvx_status_t status)
+{
+    if (x->status == KVX_INPROGRESS) {
+        x->status = status;
+        x->t_end = kvxi_node_now_ns();
+    }
+}
+
 void kvxi_xfer_finish(struct kvx_xfer *x, kvx_status_t status)
 {
     struct kvx_node *node = x->node;
@@ -89,8 +98,7 @@ void kvxi_xfer_finish(struct kvx_xfer *x, kvx_status_t status)
         return;
     }
     x->state = KVXI_XFER_DONE;
-    x->status = status;
-    x->t_end = kvxi_node_now_ns();
+    xfer_report(x, status);
     xfer_unpin(x, x->n_blocks);
     if (status == KVX_OK) {
         node->stats.transfers_ok++;
@@ -354,6 +362,12 @@ void kvxi_xfer_stop(struct kvx_xfer *x, kvx_status_t status, int tell)
     x->state = KVXI_XFER_STOPPING;
     x->stop_status = status;
     x->send_abort = tell;
+    /* The caller learns the failure now: sends in flight may stay in UCX
+     * until the link returns or the peer is declared down (3 heartbeats,
+     * then the bounded endpoint close), which must not hold the transfer
+     * past its deadline. The source pins stay until the writes are
+     * quiesced (kvxi_xfer_finish), and so does the receiver's fence. */
+    xfer_report(x, status);
     for (kvxi_xfer_post_t *p = x->post_list; p != NULL; p = p->next) {
         if (p->n_segs > 0) {
             kvxi_ucx_cancel(p->post);
@@ -662,8 +676,11 @@ kvx_status_t kvx_node_push(kvx_node_h node, kvx_peer_h peer,
         xfer_check_params(params) != KVX_OK) {
         return KVX_ERR_INVALID_PARAM;
     }
-    if (node->shutting_down || peer->status != KVX_OK) {
+    if (node->shutting_down || peer->status == KVX_INPROGRESS) {
         return KVX_ERR_BAD_STATE;
+    }
+    if (peer->status != KVX_OK) {
+        return peer->status; /* it failed (e.g. PEER_DOWN): reconnect */
     }
     if ((params->field_mask & KVX_XFER_PARAM_FIELD_FLAGS) &&
         (params->flags & KVX_XFER_FLAG_CHECKSUM) &&
@@ -774,7 +791,7 @@ kvx_status_t kvx_xfer_query(kvx_xfer_h x, kvx_xfer_attr_t *attr)
     attr->transport = x->transport;
     attr->checksum_mismatches = x->checksum_mismatches;
     attr->elapsed_ns =
-        (x->state == KVXI_XFER_DONE ? x->t_end : kvxi_node_now_ns()) -
+        (x->status != KVX_INPROGRESS ? x->t_end : kvxi_node_now_ns()) -
         x->t_start;
     return KVX_OK;
 }
@@ -784,7 +801,10 @@ kvx_status_t kvx_xfer_abort(kvx_xfer_h x)
     if (x == NULL) {
         return KVX_ERR_INVALID_PARAM;
     }
-    if (x->state == KVXI_XFER_DONE || x->state == KVXI_XFER_STOPPING) {
+    /* Once the Commit is out the receiver commits whatever we say now: the
+     * transfer ends with its answer, which both sides then agree on. */
+    if (x->state == KVXI_XFER_DONE || x->state == KVXI_XFER_STOPPING ||
+        x->state == KVXI_XFER_COMMITTING) {
         return KVX_ERR_BAD_STATE;
     }
     kvxi_xfer_stop(x, KVX_ERR_ABORTED, 1);

@@ -80,6 +80,8 @@ typedef struct kvx_client_params {
  *         long path (107 bytes after "unix:"), name above 256 bytes,
  *         unknown param bits);
  *         KVX_ERR_PEER_UNREACHABLE (nobody listens at @p path);
+ *         KVX_ERR_AUTH (this process's user may not attach: the socket
+ *         file's mode kept it out, or the node refused its credentials);
  *         KVX_ERR_TIMEOUT (no answer within the timeout);
  *         KVX_ERR_PROTO_VERSION (no session version in common);
  *         KVX_ERR_PROTO_MALFORMED (the answer is not a valid AttachReply
@@ -115,8 +117,10 @@ KVX_EXPORT void *kvx_client_block_addr(kvx_client_h client, uint32_t block);
  * Reserves @p count blocks of the pool for the engine to write, all or
  * nothing. With @p keys, blocks the pool already holds under a key are
  * hits: held for the client at once, marked in @p hit, not to be written.
- * The others are reserved under *@p lease_p until kvx_client_seal() (or
- * the lease's end, when they are freed).
+ * The others are reserved under *@p lease_p until kvx_client_seal(). A
+ * lease that ends unsealed is fenced, not freed (this process may still be
+ * writing them): its blocks come back when the client seals it (refused:
+ * KVX_ERR_STALE_HANDLE), releases all of them, or detaches.
  * @param keys      @p count keys in prefix order, or NULL (no dedupe).
  * @param lease_ms  time to seal; 0 = the node's default lease; at most
  *                  3,600,000.
@@ -146,9 +150,12 @@ KVX_EXPORT kvx_status_t kvx_client_seal(kvx_client_h client,
 
 /**
  * Drops the client's hold on each of @p n blocks (a keyed block with no
- * other holder stays cached for dedupe; an unkeyed one is freed).
- * @param released_p  receives how many holds were dropped (refs the client
- *                    does not hold are skipped); may be NULL.
+ * other holder stays cached for dedupe; an unkeyed one is freed). An
+ * unsealed (or expired) reservation whose blocks are all among @p refs is
+ * given back too: its blocks are freed, its lease is gone.
+ * @param released_p  receives how many holds and reserved blocks were
+ *                    dropped (refs the client does not hold are skipped);
+ *                    may be NULL.
  * @return KVX_OK; KVX_ERR_INVALID_PARAM; KVX_ERR_TIMEOUT; KVX_ERR_PEER_DOWN.
  */
 KVX_EXPORT kvx_status_t kvx_client_release(kvx_client_h client,
@@ -159,16 +166,20 @@ KVX_EXPORT kvx_status_t kvx_client_release(kvx_client_h client,
  * Pushes blocks the client holds to a peer of the node (kvx_node_push()).
  * @param peer    a connected peer's node id, or a control address the node
  *                connects to first ("10.0.0.7:4000"; later pushes reuse the
- *                connection).
+ *                connection). Once that connection died the node connects
+ *                again: to the address, or for a node id to the address it
+ *                last reached that node at (then only a node answering with
+ *                that id takes the push: KVX_ERR_PEER_REFUSED otherwise).
  * @param params  as kvx_node_push(); blocks must be held by the client.
  * @param xfer_p  receives the transfer; free with kvx_client_xfer_release().
  * @return KVX_OK (started: completion through kvx_client_xfer_test/wait);
  *         KVX_ERR_INVALID_PARAM; KVX_ERR_STALE_HANDLE / KVX_ERR_BAD_STATE
  *         (a block the client does not hold READY); the node's refusal
  *         (KVX_ERR_NOT_SUPPORTED, KVX_ERR_BAD_STATE when shutting down);
- *         KVX_ERR_TIMEOUT; KVX_ERR_PEER_DOWN; KVX_ERR_NO_MEMORY.
- *         Failures of the peer (unreachable, refused, down) end the
- *         transfer instead.
+ *         KVX_ERR_NOT_FOUND (@p peer is neither an address nor a node id
+ *         the node knows); KVX_ERR_TIMEOUT; KVX_ERR_PEER_DOWN;
+ *         KVX_ERR_NO_MEMORY. Failures of the peer (unreachable, refused,
+ *         down) end the transfer instead.
  */
 KVX_EXPORT kvx_status_t kvx_client_push(kvx_client_h client, const char *peer,
                                         const kvx_xfer_params_t *params,
@@ -205,8 +216,9 @@ KVX_EXPORT kvx_status_t kvx_client_xfer_query(kvx_client_xfer_h xfer,
                                               kvx_xfer_attr_t *attr);
 
 /** Asks the node to abort @p xfer (it ends with KVX_ERR_ABORTED unless it
- *  ended first). @return KVX_OK; KVX_ERR_BAD_STATE (already ended);
- *  KVX_ERR_TIMEOUT; KVX_ERR_PEER_DOWN. */
+ *  ended first). @return KVX_OK; KVX_ERR_BAD_STATE (already ended, or too
+ *  late: the receiver is committing it, and it ends with the receiver's
+ *  answer); KVX_ERR_TIMEOUT; KVX_ERR_PEER_DOWN. */
 KVX_EXPORT kvx_status_t kvx_client_xfer_abort(kvx_client_xfer_h xfer);
 
 /** Frees a transfer handle, aborting the transfer if it still runs.

@@ -73,8 +73,13 @@ enum kvx_node_param_field {
     KVX_NODE_PARAM_FIELD_HEARTBEAT = 1u << 6,
     KVX_NODE_PARAM_FIELD_LEASE = 1u << 7,
     KVX_NODE_PARAM_FIELD_HOLD = 1u << 8,
-    KVX_NODE_PARAM_FIELD_ENGINE_SOCKET = 1u << 9
+    KVX_NODE_PARAM_FIELD_ENGINE_SOCKET = 1u << 9,
+    KVX_NODE_PARAM_FIELD_ENGINE_ALLOW = 1u << 10,
+    KVX_NODE_PARAM_FIELD_HANDSHAKE = 1u << 11
 };
+
+/** Most entries in each of kvx_node_params_t's engine allow lists. */
+#define KVX_NODE_ENGINE_ALLOW_MAX 64
 
 typedef struct kvx_node_params {
     uint64_t field_mask;
@@ -107,14 +112,43 @@ typedef struct kvx_node_params {
         here) waits for kvx_node_recv(). Past it the node releases the
         request: its pins are dropped (keyed blocks become CACHED and still
         serve dedupe, the others are freed), the request is forgotten and a
-        later kvx_node_recv() gets KVX_ERR_NOT_FOUND. Default 0: held until
-        collected. At most 86,400,000. */
+        later kvx_node_recv() gets KVX_ERR_NOT_FOUND. A failed request
+        whose failure kvx_node_recv() did not report within HOLD is
+        forgotten the same way. Default 0: held until collected. At most
+        86,400,000. */
     uint32_t hold_ms;
     /** ENGINE_SOCKET: unix socket path ("/run/kvxd.sock", or with a
         "unix:" prefix) on which local engines attach (kvx/client.h):
-        created mode 0600, a stale socket file is replaced, removed by
+        created mode 0600 (see ENGINE_ALLOW), a stale socket file is
+        replaced, removed by
         kvx_node_destroy(). Default: engines cannot attach. */
     const char *engine_socket;
+    /** ENGINE_ALLOW: who may attach on the engine socket (this field and
+        kvx_node_engine_listen() alike). An attached engine maps the whole
+        pool, so the node checks every connection's credentials
+        (SO_PEERCRED, taken by the kernel at connect()) when it accepts it:
+        allowed are the node's effective uid, root (uid 0), the uids listed
+        here, and processes whose gid (primary, or supplementary as
+        SO_PEERGROUPS reports them) is listed here. Anyone else's Attach
+        is answered with Error{KVX_ERR_AUTH} (the pool's memfd is never
+        sent), the connection is closed and a warning names its pid, uid
+        and gid. The socket file's mode follows the lists: 0600 without
+        them; with gids, its group is engine_allow_gids[0] (the node must
+        be root or a member of that group) and its mode 0660 for one gid;
+        0666 for more gids or when uids other than the node's and root are
+        listed (a file mode cannot name them: anyone on the host may then
+        connect, the credential check above is what refuses them). Lists are
+        copied, at most KVX_NODE_ENGINE_ALLOW_MAX entries each, and may
+        not contain (uint32_t)-1. Default: empty lists. */
+    const uint32_t *engine_allow_uids;
+    uint32_t n_engine_allow_uids;
+    const uint32_t *engine_allow_gids;
+    uint32_t n_engine_allow_gids;
+    /** HANDSHAKE: time in ms a control connection (accepted or connected)
+        has to complete its handshake before it is closed with
+        KVX_ERR_TIMEOUT (default 5000; 0 selects it): a peer that connects
+        and never speaks holds a socket only this long. */
+    uint32_t handshake_ms;
 } kvx_node_params_t;
 
 /**
@@ -122,7 +156,9 @@ typedef struct kvx_node_params {
  * registration, and the listener if asked.
  * @return KVX_OK; KVX_ERR_INVALID_PARAM (NULL, required field missing,
  *         unknown bits, a layout kvx_layout_init() refuses or not
- *         block-major, bad listen address); KVX_ERR_EXISTS (listen address
+ *         block-major, bad listen address, an engine allow list that is
+ *         NULL with a count, too long or holds (uint32_t)-1);
+ *         KVX_ERR_EXISTS (listen address
  *         in use); KVX_ERR_NO_MEMORY; KVX_ERR_IO; KVX_ERR_NOT_SUPPORTED (UCX
  *         could not start). @p node_p is written only on success.
  */
@@ -154,12 +190,15 @@ KVX_EXPORT const char *kvx_node_listen_addr(kvx_node_h node);
  * kvx_node_params_t::engine_socket does at creation: for callers that
  * treat a missing engine socket as a warning rather than a failure of the
  * whole node (kvxd's default socket). The socket file is created mode
- * 0600 (a stale one is replaced) and removed by kvx_node_destroy().
+ * 0600, or as kvx_node_params_t::engine_allow_uids / engine_allow_gids
+ * say (a stale one is replaced), and removed by kvx_node_destroy(); only
+ * the credentials those lists allow may attach.
  * @return KVX_OK; KVX_ERR_INVALID_PARAM (NULL, not a unix socket path);
  *         KVX_ERR_BAD_STATE (the node already serves engines, or is
  *         shutting down); KVX_ERR_EXISTS (a live socket or another file at
  *         @p path); KVX_ERR_IO (the folder is not writable, bind or listen
- *         failed); KVX_ERR_NO_MEMORY. On error nothing changed.
+ *         failed, the socket's group or mode cannot be set);
+ *         KVX_ERR_NO_MEMORY. On error nothing changed.
  */
 KVX_EXPORT kvx_status_t kvx_node_engine_listen(kvx_node_h node,
                                                const char *path);
@@ -240,6 +279,8 @@ typedef struct kvx_stat_counter {
  *  - "peer.<node id>.transport": per connected peer, 1 = RMA, 2 = AM
  *    (skipped when the name would exceed KVX_STAT_NAME_MAX);
  *  - "xfers.sending", "xfers.receiving": transfers in flight;
+ *  - "xfers.uncollected": received requests, committed or failed, that
+ *    wait for kvx_node_recv() (hold_ms bounds how long);
  *  - "blocks.verified", "checksum.mismatches": blocks received with a
  *    checksum that matched / differed;
  *  - "am.refused": active-message chunks refused (no reservation);
@@ -350,7 +391,9 @@ typedef struct kvx_xfer_attr {
  *         KVX_ERR_INVALID_PARAM (NULL, missing fields, unknown bits, zero
  *         blocks); KVX_ERR_STALE_HANDLE / KVX_ERR_BAD_STATE /
  *         KVX_ERR_OUT_OF_RANGE (a block reference the caller does not hold
- *         READY: nothing is sent); KVX_ERR_BAD_STATE (peer not connected);
+ *         READY: nothing is sent); KVX_ERR_BAD_STATE (peer still
+ *         connecting); the peer's failure, e.g. KVX_ERR_PEER_DOWN (its
+ *         connection died: connect again);
  *         KVX_ERR_NOT_SUPPORTED (KVX_XFER_FLAG_CHECKSUM with a peer whose
  *         blocks are arranged differently); KVX_ERR_NO_MEMORY.
  */
@@ -369,7 +412,12 @@ KVX_EXPORT kvx_status_t kvx_xfer_layer_ready(kvx_xfer_h xfer,
                                              uint32_t layer_end);
 
 /** KVX_INPROGRESS while running, KVX_OK when done, else the failure
- *  (KVX_ERR_CORRUPT: the receiver found blocks that failed their checksum). */
+ *  (KVX_ERR_CORRUPT: the receiver found blocks that failed their checksum).
+ *  A push reports its failure (KVX_ERR_TIMEOUT at its deadline, an abort,
+ *  the peer's loss) at once, even while UCX still holds sends a broken link
+ *  stalls: its source blocks stay pinned until those writes are quiesced
+ *  or the peer is declared down, so kvx_xfer_release() right away is safe
+ *  but the blocks may come back a little later. */
 KVX_EXPORT kvx_status_t kvx_xfer_test(kvx_xfer_h xfer);
 
 /**
@@ -384,7 +432,9 @@ KVX_EXPORT kvx_status_t kvx_xfer_query(kvx_xfer_h xfer, kvx_xfer_attr_t *attr);
 /**
  * Aborts a running transfer: the receiver is told, and its reserved blocks
  * stay fenced until no write of ours can land. Ends with KVX_ERR_ABORTED.
- * @return KVX_OK; KVX_ERR_INVALID_PARAM; KVX_ERR_BAD_STATE (already ended).
+ * @return KVX_OK; KVX_ERR_INVALID_PARAM; KVX_ERR_BAD_STATE (already ended,
+ *         or too late: its Commit went out, so it ends with the receiver's
+ *         answer, which the receiver's kvx_node_recv() reports too).
  */
 KVX_EXPORT kvx_status_t kvx_xfer_abort(kvx_xfer_h xfer);
 
@@ -504,7 +554,8 @@ typedef struct kvx_pull_params {
  * @return KVX_OK (started); KVX_ERR_INVALID_PARAM (NULL, missing fields,
  *         unknown bits, zero or too many blocks, KEYS with NULL keys);
  *         KVX_ERR_NOT_SUPPORTED (KVX_XFER_FLAG_CHECKSUM or other flags);
- *         KVX_ERR_BAD_STATE (peer not connected, node shutting down);
+ *         KVX_ERR_BAD_STATE (peer still connecting, node shutting down);
+ *         the peer's failure, e.g. KVX_ERR_PEER_DOWN (connect again);
  *         KVX_ERR_EXISTS (a transfer of request_id is live on this
  *         node); KVX_ERR_NO_SPACE (not enough free blocks: nothing held);
  *         KVX_ERR_NO_MEMORY. On error nothing is held.

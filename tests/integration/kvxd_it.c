@@ -116,8 +116,8 @@ int it_proc_stop(it_proc_t *p)
 
     kill(p->pid, SIGTERM);
     /* valgrind's leak check at exit takes seconds */
-    status = it_proc_reap(p, getenv("KVX_IT_WRAPPER") ? 6 * IT_STOP_MS
-                                                      : IT_STOP_MS);
+    status =
+        it_proc_reap(p, getenv("KVX_IT_WRAPPER") ? 6 * IT_STOP_MS : IT_STOP_MS);
     if (status < 0) {
         it_proc_kill(p);
         return -1;
@@ -396,6 +396,35 @@ int it_run(const char *suite_name, const it_test_t *tests, size_t n,
     return failures == 0 ? 0 : 1;
 }
 
+static const char *log_tag = "test";
+
+static void it_log(kvx_log_level_t level, const char *msg, void *arg)
+{
+    (void)arg;
+    fprintf(stderr, "[%s %s] %s\n", log_tag, kvx_log_level_string(level), msg);
+}
+
+int it_main(int argc, char **argv, const it_main_params_t *mp)
+{
+    if (argc < 1 + (mp->n_args > 0 ? mp->n_args : 1)) {
+        fprintf(stderr, "usage: %s %s\n", argc > 0 ? argv[0] : "test",
+                mp->usage != NULL ? mp->usage : "KVXD");
+        return 1;
+    }
+    it_kvxd_path = argv[1];
+    if (mp->log_tag != NULL) {
+        log_tag = mp->log_tag;
+    }
+    setenv("UCX_NET_DEVICES", "lo", 1);
+    kvx_log_set_cb(it_log, NULL,
+                   getenv("KVX_TEST_VERBOSE") ? KVX_LOG_DEBUG : KVX_LOG_WARN);
+    if (it_ucx_starts() != KVX_OK) {
+        fprintf(stderr, "UCX cannot start: skipping\n");
+        return 77;
+    }
+    return it_run(mp->suite, mp->tests, mp->n_tests, mp->teardown);
+}
+
 kvx_layout_params_t it_layout(uint32_t head_dim)
 {
     kvx_layout_params_t lp = {
@@ -450,4 +479,83 @@ kvx_status_t it_ucx_starts(void)
 
     kvx_node_destroy(node);
     return st;
+}
+
+uint64_t it_pool_settled(kvx_client_h c)
+{
+    kvx_node_stats_t s;
+
+    if (kvx_client_stats(c, &s) != KVX_OK || s.leases_active != 0 ||
+        s.leases_fenced != 0) {
+        return 0;
+    }
+    return s.blocks_free + s.blocks_cached;
+}
+
+uint64_t it_pool_wait(kvx_client_h c, uint64_t want, unsigned ms)
+{
+    uint64_t end = it_now_ms() + ms, n;
+
+    while ((n = it_pool_settled(c)) != want && it_now_ms() < end) {
+        it_sleep_ms(10);
+    }
+    return n;
+}
+
+kvx_client_h it_attach(const char *sock)
+{
+    kvx_client_h c = NULL;
+
+    CU_ASSERT_EQUAL(kvx_client_attach(sock, NULL, &c), KVX_OK);
+    return c;
+}
+
+static uint32_t pattern(uint32_t seed, uint32_t i, uint64_t j)
+{
+    return (seed + i) * 2654435761u ^ (uint32_t)j;
+}
+
+void it_write(kvx_client_h c, kvx_block_ref_t *refs, uint32_t n, uint32_t seed,
+              const kvx_block_key_t *keys)
+{
+    uint64_t bb = kvx_client_layout(c)->block_bytes;
+    uint8_t hit[IT_N_BLOCKS];
+    kvx_lease_id_t lease;
+
+    CU_ASSERT_FATAL(n <= IT_N_BLOCKS);
+    CU_ASSERT_EQUAL_FATAL(kvx_client_reserve(c, n, keys, 0, refs, hit, &lease),
+                          KVX_OK);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t *w = kvx_client_block_addr(c, refs[i].block);
+
+        CU_ASSERT_EQUAL(hit[i], 0);
+        for (uint64_t j = 0; j < bb / 4; j++) {
+            w[j] = pattern(seed, i, j);
+        }
+    }
+    CU_ASSERT_EQUAL_FATAL(kvx_client_seal(c, lease), KVX_OK);
+}
+
+uint32_t it_collect(kvx_client_h c, uint64_t rid, uint32_t n, uint32_t seed)
+{
+    uint64_t bb = kvx_client_layout(c)->block_bytes;
+    kvx_block_ref_t got[IT_N_BLOCKS];
+    uint32_t m = 0, bad = 0, rel = 0;
+
+    CU_ASSERT_EQUAL_FATAL(
+        kvx_client_recv(c, rid, IT_WAIT_MS, got, IT_N_BLOCKS, &m), KVX_OK);
+    CU_ASSERT_EQUAL_FATAL(m, n);
+    for (uint32_t i = 0; i < m; i++) {
+        const uint32_t *w = kvx_client_block_addr(c, got[i].block);
+
+        for (uint64_t j = 0; j < bb / 4; j++) {
+            if (w[j] != pattern(seed, i, j)) {
+                bad++;
+                break;
+            }
+        }
+    }
+    CU_ASSERT_EQUAL(kvx_client_release(c, got, m, &rel), KVX_OK);
+    CU_ASSERT_EQUAL(rel, m);
+    return bad;
 }

@@ -1,7 +1,9 @@
 /*
  * Helpers of the kvxd integration tests: kvxd processes started with
  * fork/exec (stdout a pipe, stderr a file in a private temporary folder),
- * stopped by PID and always reaped, and the test's own embedded node.
+ * stopped by PID and always reaped, the test's own embedded node, engines
+ * attached to a kvxd writing and checking a block pattern, and the
+ * binaries' main() (it_main()).
  */
 #ifndef KVX_TEST_KVXD_IT_H
 #define KVX_TEST_KVXD_IT_H
@@ -82,6 +84,26 @@ kvx_xfer_params_t it_xfer_params(uint64_t rid, const kvx_block_ref_t *src,
 /* Whether a node (hence UCX) can start here at all (KVX_OK). */
 kvx_status_t it_ucx_starts(void);
 
+/* Free + cached blocks of @p c's node, or 0 while a lease is active or
+ * fenced there (or the node does not answer): "settled" accounting. */
+uint64_t it_pool_settled(kvx_client_h c);
+/* Waits up to @p ms for it_pool_settled(@p c) to be @p want; returns the
+ * last value seen. */
+uint64_t it_pool_wait(kvx_client_h c, uint64_t want, unsigned ms);
+
+/* Attaches an engine to the kvxd serving @p sock (CUnit-checked; NULL on
+ * failure). */
+kvx_client_h it_attach(const char *sock);
+/* The engine @p c reserves @p n blocks (keyed with @p keys unless NULL;
+ * none may be a hit), writes pattern @p seed into them through its pool
+ * mapping and seals them (CUnit-fatal on failure). */
+void it_write(kvx_client_h c, kvx_block_ref_t *refs, uint32_t n, uint32_t seed,
+              const kvx_block_key_t *keys);
+/* The engine @p c collects request @p rid (@p n blocks), checks them
+ * against pattern @p seed and releases them; returns the blocks that
+ * differ. */
+uint32_t it_collect(kvx_client_h c, uint64_t rid, uint32_t n, uint32_t seed);
+
 /* One test of a suite for it_run(). */
 typedef struct it_test {
     const char *name;
@@ -96,6 +118,28 @@ typedef struct it_test {
  */
 int it_run(const char *suite, const it_test_t *tests, size_t n,
            void (*teardown)(void));
+
+/* What an integration binary's main() hands to it_main(). */
+typedef struct it_main_params {
+    const char *suite; /* the CUnit suite */
+    const it_test_t *tests;
+    size_t n_tests;
+    void (*teardown)(void); /* see it_run() */
+    const char *usage;      /* the arguments; NULL: "KVXD" */
+    int n_args;             /* how many are required; 0: 1 (KVXD) */
+    const char *log_tag;    /* the library's log lines: "[TAG level]";
+                             * NULL: "test" */
+} it_main_params_t;
+
+#define IT_N_TESTS(tests) (sizeof(tests) / sizeof((tests)[0]))
+
+/*
+ * The main() of an integration binary: argv[1] is kvxd (it_kvxd_path);
+ * UCX on lo only; the library logs warnings and errors on stderr (debug
+ * with KVX_TEST_VERBOSE); then it_run(). UCX_TLS is the caller's to set.
+ * @return 1 (usage), 77 (skip: UCX cannot start here), or it_run()'s.
+ */
+int it_main(int argc, char **argv, const it_main_params_t *mp);
 
 /* Creates and removes the private temporary folder. */
 int it_tmp_create(void);

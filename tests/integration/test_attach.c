@@ -26,12 +26,6 @@ static struct {
     uint64_t bb;
 } t;
 
-static void log_cb(kvx_log_level_t level, const char *msg, void *arg)
-{
-    (void)arg;
-    fprintf(stderr, "[test %s] %s\n", kvx_log_level_string(level), msg);
-}
-
 static it_proc_t *daemon_start(const char *name, const char *sock,
                                const char *head_dim)
 {
@@ -40,14 +34,6 @@ static it_proc_t *daemon_start(const char *name, const char *sock,
 
     unlink(sock);
     return it_daemon_start(args);
-}
-
-static kvx_client_h attach(const char *sock)
-{
-    kvx_client_h c = NULL;
-
-    CU_ASSERT_EQUAL(kvx_client_attach(sock, NULL, &c), KVX_OK);
-    return c;
 }
 
 /* Starts both daemons with @p tls and attaches one engine to each. */
@@ -61,8 +47,8 @@ static void pair_start(const char *tls)
     t.prefill = daemon_start("kvxd-prefill", t.psock, "64");
     CU_ASSERT_PTR_NOT_NULL_FATAL(t.decode);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t.prefill);
-    t.pc = attach(t.psock);
-    t.dc = attach(t.dsock);
+    t.pc = it_attach(t.psock);
+    t.dc = it_attach(t.dsock);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t.pc);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t.dc);
     CU_ASSERT_STRING_EQUAL(kvx_client_node_id(t.pc), "kvxd-prefill");
@@ -82,11 +68,6 @@ static void pair_stop(void)
     }
 }
 
-static uint32_t pattern(uint32_t seed, uint32_t i, uint64_t j)
-{
-    return (seed + i) * 2654435761u ^ (uint32_t)j;
-}
-
 static void keys_make(kvx_block_key_t *keys, uint32_t n, uint8_t tag)
 {
     memset(keys, 0, n * sizeof(*keys));
@@ -95,51 +76,6 @@ static void keys_make(kvx_block_key_t *keys, uint32_t n, uint8_t tag)
         keys[i].bytes[7] = tag;
         keys[i].bytes[15] = 0x5a;
     }
-}
-
-/* The prefill engine writes @p n blocks (pattern @p seed) and seals them. */
-static void write_blocks(kvx_block_ref_t *refs, uint32_t n, uint32_t seed,
-                         const kvx_block_key_t *keys)
-{
-    uint8_t hit[N_MAX];
-    kvx_lease_id_t lease;
-
-    CU_ASSERT_EQUAL_FATAL(
-        kvx_client_reserve(t.pc, n, keys, 0, refs, hit, &lease), KVX_OK);
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t *w = kvx_client_block_addr(t.pc, refs[i].block);
-
-        CU_ASSERT_EQUAL(hit[i], 0);
-        for (uint64_t j = 0; j < t.bb / 4; j++) {
-            w[j] = pattern(seed, i, j);
-        }
-    }
-    CU_ASSERT_EQUAL_FATAL(kvx_client_seal(t.pc, lease), KVX_OK);
-}
-
-/* The decode engine collects request @p rid (@p n blocks) and checks
- * their bytes; returns the blocks that differ. */
-static uint32_t collect(uint64_t rid, uint32_t n, uint32_t seed)
-{
-    kvx_block_ref_t got[N_MAX];
-    uint32_t m = 0, bad = 0, rel = 0;
-
-    CU_ASSERT_EQUAL_FATAL(
-        kvx_client_recv(t.dc, rid, IT_WAIT_MS, got, N_MAX, &m), KVX_OK);
-    CU_ASSERT_EQUAL_FATAL(m, n);
-    for (uint32_t i = 0; i < m; i++) {
-        const uint32_t *w = kvx_client_block_addr(t.dc, got[i].block);
-
-        for (uint64_t j = 0; j < t.bb / 4; j++) {
-            if (w[j] != pattern(seed, i, j)) {
-                bad++;
-                break;
-            }
-        }
-    }
-    CU_ASSERT_EQUAL(kvx_client_release(t.dc, got, m, &rel), KVX_OK);
-    CU_ASSERT_EQUAL(rel, m);
-    return bad;
 }
 
 static kvx_client_xfer_h push(uint64_t rid, const kvx_block_ref_t *src,
@@ -155,21 +91,9 @@ static kvx_client_xfer_h push(uint64_t rid, const kvx_block_ref_t *src,
     return x;
 }
 
-/* Free + cached blocks of @p c's pool, or 0 while leases are held. */
-static uint64_t pool_settled(kvx_client_h c)
-{
-    kvx_node_stats_t s;
-
-    if (kvx_client_stats(c, &s) != KVX_OK || s.leases_active != 0 ||
-        s.leases_fenced != 0) {
-        return 0;
-    }
-    return s.blocks_free + s.blocks_cached;
-}
-
 static uint64_t pool_free(kvx_client_h c)
 {
-    uint64_t n = pool_settled(c);
+    uint64_t n = it_pool_settled(c);
 
     CU_ASSERT_NOT_EQUAL(n, 0);
     return n;
@@ -195,7 +119,7 @@ static void push_dedupe(const char *tls, kvx_transport_t expect)
     free0 = pool_free(t.pc);
     dfree0 = pool_free(t.dc);
     keys_make(keys, 6, (uint8_t)expect);
-    write_blocks(src, 6, 11, keys);
+    it_write(t.pc, src, 6, 11, keys);
 
     x = push(1, src, 4, keys, 0, KVX_XFER_FLAG_CHECKSUM);
     CU_ASSERT_EQUAL(kvx_client_xfer_wait(x, IT_WAIT_MS), KVX_OK);
@@ -205,7 +129,7 @@ static void push_dedupe(const char *tls, kvx_transport_t expect)
     CU_ASSERT_EQUAL(a.bytes_sent, 4 * t.bb);
     CU_ASSERT_EQUAL(a.transport, expect);
     kvx_client_xfer_release(x);
-    CU_ASSERT_EQUAL(collect(1, 4, 11), 0);
+    CU_ASSERT_EQUAL(it_collect(t.dc, 1, 4, 11), 0);
 
     x = push(2, src, 6, keys, 0, KVX_XFER_FLAG_CHECKSUM);
     CU_ASSERT_EQUAL(kvx_client_xfer_wait(x, IT_WAIT_MS), KVX_OK);
@@ -214,7 +138,7 @@ static void push_dedupe(const char *tls, kvx_transport_t expect)
     CU_ASSERT_EQUAL(a.blocks_sent, 2);
     CU_ASSERT_EQUAL(a.bytes_sent, 2 * t.bb);
     kvx_client_xfer_release(x);
-    CU_ASSERT_EQUAL(collect(2, 6, 11), 0);
+    CU_ASSERT_EQUAL(it_collect(t.dc, 2, 6, 11), 0);
 
     CU_ASSERT_EQUAL(kvx_client_stats(t.dc, &ds), KVX_OK);
     CU_ASSERT_EQUAL(ds.bytes_received, 6 * t.bb);
@@ -255,7 +179,7 @@ static void layerwise(const char *tls)
     kvx_xfer_attr_t a;
     kvx_client_xfer_h x;
 
-    write_blocks(src, 4, 23, NULL);
+    it_write(t.pc, src, 4, 23, NULL);
     x = push(3, src, 4, NULL, 0, KVX_XFER_FLAG_LAYERWISE);
     it_sleep_ms(200);
     CU_ASSERT_EQUAL(kvx_client_xfer_test(x), KVX_INPROGRESS);
@@ -267,7 +191,7 @@ static void layerwise(const char *tls)
     CU_ASSERT_EQUAL(a.blocks_sent, 4);
     CU_ASSERT_EQUAL(a.bytes_sent, 4 * t.bb);
     kvx_client_xfer_release(x);
-    CU_ASSERT_EQUAL(collect(3, 4, 23), 0);
+    CU_ASSERT_EQUAL(it_collect(t.dc, 3, 4, 23), 0);
     CU_ASSERT_EQUAL(kvx_client_release(t.pc, src, 4, NULL), KVX_OK);
     (void)tls;
 }
@@ -313,7 +237,7 @@ static void pull(const char *tls)
 
     pair_start(tls);
     keys_make(keys, 5, 0x77);
-    write_blocks(src, 5, 31, keys);
+    it_write(t.pc, src, 5, 31, keys);
     CU_ASSERT_EQUAL_FATAL(kvx_client_publish(t.pc, &pp, &ticket), KVX_OK);
     CU_ASSERT_STRING_EQUAL(ticket.addr, t.prefill->addr);
     CU_ASSERT_STRING_EQUAL(ticket.node_id, "kvxd-prefill");
@@ -322,7 +246,7 @@ static void pull(const char *tls)
     CU_ASSERT_EQUAL(kvx_client_xfer_query(x, &a), KVX_OK);
     CU_ASSERT_EQUAL(a.blocks_sent, 5);
     kvx_client_xfer_release(x);
-    CU_ASSERT_EQUAL(collect(40, 5, 31), 0);
+    CU_ASSERT_EQUAL(it_collect(t.dc, 40, 5, 31), 0);
 
     CU_ASSERT_EQUAL_FATAL(kvx_client_pull(t.dc, ticket.addr, &lp, &x), KVX_OK);
     CU_ASSERT_EQUAL(kvx_client_xfer_wait(x, IT_WAIT_MS), KVX_OK);
@@ -330,7 +254,7 @@ static void pull(const char *tls)
     CU_ASSERT_EQUAL(a.blocks_hit, 5);
     CU_ASSERT_EQUAL(a.blocks_sent, 0);
     kvx_client_xfer_release(x);
-    CU_ASSERT_EQUAL(collect(40, 5, 31), 0);
+    CU_ASSERT_EQUAL(it_collect(t.dc, 40, 5, 31), 0);
 
     CU_ASSERT_EQUAL(kvx_client_unpublish(t.pc, 40), KVX_OK);
     CU_ASSERT_EQUAL(kvx_client_release(t.pc, src, 5, NULL), KVX_OK);
@@ -361,7 +285,7 @@ static void test_attach_sigkill_decode(void)
 
     pair_start(IT_TLS_TCP);
     free0 = pool_free(t.pc);
-    write_blocks(src, 8, 5, NULL);
+    it_write(t.pc, src, 8, 5, NULL);
     t0 = it_now_ms();
     x = push(7, src, 8, NULL, deadline_ms, KVX_XFER_FLAG_LAYERWISE);
     CU_ASSERT_EQUAL(kvx_client_xfer_layer_ready(x, 1), KVX_OK); /* no more */
@@ -413,9 +337,7 @@ static void test_attach_engine_killed(void)
     }
     CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
     CU_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    for (int i = 0; i < 100 && pool_settled(t.pc) != free0; i++) {
-        it_sleep_ms(20); /* the daemon sees the socket close */
-    }
+    it_pool_wait(t.pc, free0, 2000); /* the daemon sees the socket close */
     CU_ASSERT_EQUAL(pool_free(t.pc), free0);
     pair_stop();
 }
@@ -443,7 +365,7 @@ static void test_attach_bad_input(void)
     snprintf(osock, sizeof(osock), "%s/other.sock", it_tmp_dir);
     other = daemon_start("kvxd-other", osock, "32");
     CU_ASSERT_PTR_NOT_NULL_FATAL(other);
-    write_blocks(src, 2, 3, NULL);
+    it_write(t.pc, src, 2, 3, NULL);
     CU_ASSERT_EQUAL_FATAL(kvx_client_push(t.pc, other->addr, &xp, &x), KVX_OK);
     CU_ASSERT_EQUAL(kvx_client_xfer_wait(x, IT_WAIT_MS),
                     KVX_ERR_LAYOUT_MISMATCH);
@@ -481,17 +403,12 @@ static const it_test_t tests[] = {
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s KVXD\n", argv[0]);
-        return 1;
-    }
-    it_kvxd_path = argv[1];
-    setenv("UCX_NET_DEVICES", "lo", 1);
-    if (it_ucx_starts() != KVX_OK) {
-        fprintf(stderr, "UCX cannot start: skipping\n");
-        return 77;
-    }
-    kvx_log_set_cb(log_cb, NULL,
-                   getenv("KVX_TEST_VERBOSE") ? KVX_LOG_DEBUG : KVX_LOG_WARN);
-    return it_run("attach", tests, sizeof(tests) / sizeof(tests[0]), teardown);
+    static const it_main_params_t mp = {
+        .suite = "attach",
+        .tests = tests,
+        .n_tests = IT_N_TESTS(tests),
+        .teardown = teardown,
+    };
+
+    return it_main(argc, argv, &mp);
 }

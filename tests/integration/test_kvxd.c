@@ -17,12 +17,6 @@
 
 static const char *example_path;
 
-static void log_cb(kvx_log_level_t level, const char *msg, void *arg)
-{
-    (void)arg;
-    fprintf(stderr, "[test %s] %s\n", kvx_log_level_string(level), msg);
-}
-
 /* ---- the test's own node ---- */
 
 static kvx_status_t node_new(uint32_t head_dim, const char *secret)
@@ -438,6 +432,13 @@ static void test_kvxd_bad_config(void)
     expect_refused((const char *[]){NULL}, env, "head_dim");
     expect_refused(block, NULL, "head_dim");
     expect_refused(peers, NULL, "nohost");
+    expect_refused((const char *[]){"--engine_allow_uids=1000,kvx", NULL}, NULL,
+                   "engine_allow_uids");
+    expect_refused((const char *[]){NULL},
+                   (const char *[]){"KVX_ENGINE_ALLOW_GIDS=-1", NULL},
+                   "engine_allow_gids");
+    expect_refused((const char *[]){"--handshake_ms=0", NULL}, NULL,
+                   "handshake_ms");
     snprintf(path, sizeof(path), "%s/bad.conf", it_tmp_dir);
     it_write_file(path, bad_conf, strlen(bad_conf), 0600);
     expect_refused(file, NULL, "line 2: kv_parts");
@@ -486,6 +487,31 @@ static void test_kvxd_engine_socket(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot listen for engines"));
     CU_ASSERT_EQUAL(it_proc_stop(d), 0);
     CU_ASSERT_EQUAL(stat(sock, &st), -1); /* removed on exit */
+}
+
+/* engine_allow_gids reaches the node: the socket gets the group and mode
+ * 0660 (the credential checks themselves: tests/unit/test_engine_cred.c). */
+static void test_kvxd_engine_allow(void)
+{
+    char sock[PATH_MAX];
+    const char *args[] = {"--socket", sock, "--engine_allow_gids=4300", NULL};
+    kvx_client_h client = NULL;
+    struct stat st;
+    it_proc_t *d;
+
+    if (geteuid() != 0) {
+        return; /* only root may give the socket any group */
+    }
+    setenv("UCX_TLS", IT_TLS_TCP, 1);
+    snprintf(sock, sizeof(sock), "%s/allow.sock", it_tmp_dir);
+    d = it_daemon_start(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    CU_ASSERT_EQUAL(lstat(sock, &st), 0);
+    CU_ASSERT_EQUAL(st.st_mode & 0777, 0660);
+    CU_ASSERT_EQUAL(st.st_gid, 4300);
+    CU_ASSERT_EQUAL(kvx_client_attach(sock, NULL, &client), KVX_OK);
+    kvx_client_detach(client);
+    CU_ASSERT_EQUAL(it_proc_stop(d), 0);
 }
 
 static void test_kvxd_print_config(void)
@@ -566,27 +592,23 @@ static const it_test_t tests[] = {
     {"test_kvxd_static_peers", test_kvxd_static_peers},
     {"test_kvxd_bad_config", test_kvxd_bad_config},
     {"test_kvxd_engine_socket", test_kvxd_engine_socket},
+    {"test_kvxd_engine_allow", test_kvxd_engine_allow},
     {"test_kvxd_print_config", test_kvxd_print_config},
     {"test_kvxd_help_version", test_kvxd_help_version},
 };
 
 int main(int argc, char **argv)
 {
-    if (argc < 3) {
-        fprintf(stderr, "usage: %s KVXD EXAMPLE_CONF\n", argv[0]);
-        return 1;
-    }
-    it_kvxd_path = argv[1];
-    example_path = argv[2];
-    setenv("UCX_NET_DEVICES", "lo", 1);
+    static const it_main_params_t mp = {
+        .suite = "kvxd",
+        .tests = tests,
+        .n_tests = IT_N_TESTS(tests),
+        .teardown = teardown,
+        .usage = "KVXD EXAMPLE_CONF",
+        .n_args = 2,
+    };
+
+    example_path = argc > 2 ? argv[2] : NULL;
     setenv("UCX_TLS", IT_TLS_TCP, 1);
-    kvx_log_set_cb(log_cb, NULL,
-                   getenv("KVX_TEST_VERBOSE") ? KVX_LOG_DEBUG : KVX_LOG_WARN);
-    if (node_new(64, NULL) != KVX_OK) {
-        fprintf(stderr, "UCX cannot start: skipping\n");
-        return 77;
-    }
-    kvx_node_destroy(it_node);
-    it_node = NULL;
-    return it_run("kvxd", tests, sizeof(tests) / sizeof(tests[0]), teardown);
+    return it_main(argc, argv, &mp);
 }

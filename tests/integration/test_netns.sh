@@ -18,116 +18,29 @@ set -uo pipefail
 KVXD=$1
 KVX=$2
 
-skip() { echo "netns: skipping: $*"; exit 77; }
-[ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces)"
-command -v ip >/dev/null 2>&1 || skip "iproute2's ip is not installed"
-command -v python3 >/dev/null 2>&1 || skip "python3 is not installed"
-
-NSA=kvx-a-$$
-NSB=kvx-b-$$
-VA=kvxva$$ # interface names: at most 15 characters
-VB=kvxvb$$
-NET=10.213.$((RANDOM % 200 + 20))
-IPA=$NET.1
-IPB=$NET.2
-tmp=$(mktemp -d /tmp/kvx-netns.XXXXXX)
+# shellcheck source=tests/integration/netns_lib.sh
+. "$(dirname "$0")/netns_lib.sh"
+netns_init netns v 213
 kvxd_pid=
-ns_made=()
 
-# alive PID: the process exists and is not a zombie.
-alive() {
-  [ -r "/proc/$1/stat" ] || return 1
-  [ "$(sed -n 's/^.*) \(.\).*$/\1/p' "/proc/$1/stat" 2>/dev/null)" != Z ]
-}
-
-# stop_kvxd: TERM, up to 10 s, then KILL; reaps it. Sets kvxd_rc.
+# stop_kvxd: stops kvxd (netns_lib.sh's stop_pid). Sets kvxd_rc.
 stop_kvxd() {
-  kvxd_rc=
-  [ -n "$kvxd_pid" ] || return 0
-  kill -TERM "$kvxd_pid" 2>/dev/null
-  for _ in $(seq 100); do alive "$kvxd_pid" || break; sleep 0.1; done
-  if alive "$kvxd_pid"; then
-    echo "netns: kvxd (pid $kvxd_pid) ignored SIGTERM for 10 s: SIGKILL"
-    kill -KILL "$kvxd_pid" 2>/dev/null
-  fi
-  wait "$kvxd_pid" 2>/dev/null
-  kvxd_rc=$?
+  stop_pid "$kvxd_pid" kvxd
+  kvxd_rc=$stop_rc
   kvxd_pid=
 }
+netns_stop() { stop_kvxd; }
 
-cleanup() {
-  stop_kvxd
-  for ns in "${ns_made[@]}"; do
-    ip netns del "$ns" 2>/dev/null || echo "netns: could not delete namespace $ns"
-  done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-fails=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fails=$((fails + 1)); }
-die() { echo "FAIL $*"; exit 1; }
-
-# json FILE EXPR: evaluates a python expression over the parsed object j
-# (prints one line: the value, or the error)
-json() {
-  python3 -c '
-import json, sys
-try:
-    j = json.load(open(sys.argv[1]))
-    print(eval(sys.argv[2]))
-except Exception as e:
-    print("<%s: %s>" % (type(e).__name__, e))' "$1" "$2"
-}
-
-# --- the two hosts ---------------------------------------------------------
-ip netns add "$NSA" 2>"$tmp/err" || skip "ip netns add failed: $(cat "$tmp/err")"
-ns_made+=("$NSA")
-ip netns add "$NSB" 2>"$tmp/err" || skip "ip netns add failed: $(cat "$tmp/err")"
-ns_made+=("$NSB")
-# Created inside A with its peer end directly in B: never in this namespace.
-ip -n "$NSA" link add "$VA" type veth peer name "$VB" netns "$NSB" 2>"$tmp/err" ||
-  skip "cannot create a veth pair: $(cat "$tmp/err")"
-ip -n "$NSA" addr add "$IPA/24" dev "$VA" || die "address $IPA on $VA"
-ip -n "$NSB" addr add "$IPB/24" dev "$VB" || die "address $IPB on $VB"
-for ns in "$NSA" "$NSB"; do ip -n "$ns" link set lo up || die "lo up in $ns"; done
-ip -n "$NSA" link set "$VA" up || die "$VA up"
-ip -n "$NSB" link set "$VB" up || die "$VB up"
-# The veth's carrier comes up shortly after both ends are up; UCX ignores
-# a device that is not operationally up.
-for _ in $(seq 100); do # 10 s
-  ip -n "$NSA" -o link show dev "$VA" | grep -q 'state UP' &&
-    ip -n "$NSB" -o link show dev "$VB" | grep -q 'state UP' && break
-  sleep 0.1
-done
-ip -n "$NSA" -o link show dev "$VA" | grep -q 'state UP' &&
-  ip -n "$NSB" -o link show dev "$VB" | grep -q 'state UP' ||
-  die "the veth pair is not up after 10 s"
-echo "netns: $NSA ($VA $IPA) <-> $NSB ($VB $IPB)"
+netns_hosts
 
 # --- decode node: kvxd in B, the tiny preset's layout ----------------------
 # kvx --model tiny: 4 layers, K+V, 2 kv heads x 64, bf16, 16-token blocks.
-ip netns exec "$NSB" env UCX_TLS=tcp UCX_NET_DEVICES="$VB" \
-  "$KVXD" --node_id decode-netns --listen "$IPB:0" --ucx_tls tcp \
+start_kvxd "$NSB" "$VB" decode-netns --listen "$IPB:0" \
   --num_layers 4 --kv_parts 2 --kv_heads 2 --head_dim 64 --block_tokens 16 \
-  --dtype_size 2 --pool_blocks 256 --log_level warn \
-  >"$tmp/kvxd.out" 2>"$tmp/kvxd.err" &
-kvxd_pid=$!
-ADDR=
-for _ in $(seq 150); do # 15 s
-  ADDR=$(sed -n 's/^kvxd: listening on //p' "$tmp/kvxd.out")
-  [ -n "$ADDR" ] && break
-  alive "$kvxd_pid" || break
-  sleep 0.1
-done
-if [ -z "$ADDR" ]; then
-  sed 's/^/    /' "$tmp/kvxd.err"
-  if alive "$kvxd_pid"; then die "kvxd did not print its address in 15 s"; fi
-  wait "$kvxd_pid"; rc=$?; kvxd_pid=
-  die "kvxd exited ($rc) before listening"
-fi
+  --dtype_size 2 --pool_blocks 256 --log_level warn
+rc=$?
+kvxd_pid=$started_pid
+[ $rc -eq 0 ] || die "$start_err"
 case $ADDR in
   "$IPB":*) ok "kvxd (pid $kvxd_pid) listening on $ADDR in $NSB" ;;
   *) die "kvxd listens on $ADDR, not on $IPB" ;;
@@ -192,9 +105,4 @@ fi
 # --- kvxd stops cleanly ----------------------------------------------------
 stop_kvxd
 [ "$kvxd_rc" = 0 ] && ok "kvxd exits 0 on SIGTERM" || bad "kvxd exit $kvxd_rc"
-if grep -qE 'Sanitizer|runtime error:' "$tmp"/*.err; then
-  bad "sanitizer report"; cat "$tmp"/*.err
-fi
-
-echo "netns: $fails failure(s)"
-[ $fails -eq 0 ]
+netns_end

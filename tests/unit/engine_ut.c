@@ -94,6 +94,21 @@ kvx_alloc_attr_t eut_wait_idle(kvx_node_h node, uint32_t ms, uint32_t tick_ms)
     }
 }
 
+kvx_alloc_attr_t eut_wait_fenced(kvx_node_h node, uint32_t leases, uint32_t ms)
+{
+    uint64_t end = kvx_clock_monotonic_ns(NULL) + ms * 1000000ull;
+    kvx_alloc_attr_t a;
+
+    for (;;) {
+        a = eut_alloc(node);
+        if (a.leases_fenced == leases || kvx_clock_monotonic_ns(NULL) >= end) {
+            CU_ASSERT_EQUAL(a.leases_fenced, leases);
+            return a;
+        }
+        kvx_node_progress(node, 10);
+    }
+}
+
 uint64_t eut_block_off(kvx_node_h node, uint32_t block)
 {
     kvx_pool_attr_t pa;
@@ -167,20 +182,34 @@ uint64_t tc_send(tc_t *c, kvxi_envelope_t *env)
     return env->request_id;
 }
 
+ssize_t eut_recv_fd(int fd, void *buf, size_t len, int flags, int *got_fd_p)
+{
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct iovec iov = {buf, len};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = ctl.b,
+                         .msg_controllen = sizeof(ctl.b)};
+    ssize_t n = recvmsg(fd, &msg, flags | MSG_CMSG_CLOEXEC);
+
+    if (n > 0) {
+        struct cmsghdr *h = CMSG_FIRSTHDR(&msg);
+
+        if (h != NULL && h->cmsg_type == SCM_RIGHTS) {
+            memcpy(got_fd_p, CMSG_DATA(h), sizeof(int));
+        }
+    }
+    return n;
+}
+
 kvx_status_t tc_recv(tc_t *c, uint32_t ms, kvxi_envelope_t **env_p)
 {
     uint64_t end = kvx_clock_monotonic_ns(NULL) + ms * 1000000ull;
 
     for (;;) {
-        union {
-            struct cmsghdr h;
-            char b[CMSG_SPACE(sizeof(int))];
-        } ctl;
-        struct iovec iov = {c->buf + c->len, sizeof(c->buf) - c->len};
-        struct msghdr msg = {.msg_iov = &iov,
-                             .msg_iovlen = 1,
-                             .msg_control = ctl.b,
-                             .msg_controllen = sizeof(ctl.b)};
         size_t used = 0;
         ssize_t n;
 
@@ -189,16 +218,12 @@ kvx_status_t tc_recv(tc_t *c, uint32_t ms, kvxi_envelope_t **env_p)
             c->len -= used;
             return KVX_OK;
         }
-        n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        n = eut_recv_fd(c->fd, c->buf + c->len, sizeof(c->buf) - c->len,
+                        MSG_DONTWAIT, &c->got_fd);
         if (n == 0) {
             return KVX_ERR_PEER_DOWN;
         }
         if (n > 0) {
-            struct cmsghdr *h = CMSG_FIRSTHDR(&msg);
-
-            if (h != NULL && h->cmsg_type == SCM_RIGHTS) {
-                memcpy(&c->got_fd, CMSG_DATA(h), sizeof(int));
-            }
             c->len += (size_t)n;
             continue;
         }

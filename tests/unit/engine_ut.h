@@ -13,6 +13,8 @@
 
 #include "engine_int.h"
 
+#include <sys/types.h>
+
 #define TC_WAIT_MS 5000u
 #define EUT_BLOCKS 64u /* blocks in the pool of eut_node() */
 #define B(name) KVX__V1__ENVELOPE__BODY_##name
@@ -41,6 +43,9 @@ kvx_alloc_attr_t eut_alloc(kvx_node_h node);
 /* Progresses @p node (waiting @p tick_ms each round) for up to @p ms
  * until every block is FREE or CACHED; returns the last counters. */
 kvx_alloc_attr_t eut_wait_idle(kvx_node_h node, uint32_t ms, uint32_t tick_ms);
+/* Progresses @p node until @p leases leases are fenced (CUnit-asserted)
+ * or @p ms pass; returns the last counts. */
+kvx_alloc_attr_t eut_wait_fenced(kvx_node_h node, uint32_t leases, uint32_t ms);
 
 /* Byte offset of @p block from the start of the pool of @p node. */
 uint64_t eut_block_off(kvx_node_h node, uint32_t block);
@@ -65,6 +70,12 @@ void tc_write(tc_t *c, const void *p, size_t len);
 
 /* Sends @p env (version 1, a fresh request id unless set); returns the id. */
 uint64_t tc_send(tc_t *c, kvxi_envelope_t *env);
+
+/* recvmsg() of up to @p len bytes of @p fd into @p buf (@p flags plus
+ * MSG_CMSG_CLOEXEC); a descriptor passed along (SCM_RIGHTS) goes into
+ * *@p got_fd_p, which is left alone when none came. Returns recvmsg()'s
+ * result. */
+ssize_t eut_recv_fd(int fd, void *buf, size_t len, int flags, int *got_fd_p);
 
 /* Reads one frame; KVX_ERR_PEER_DOWN at EOF, KVX_ERR_TIMEOUT. */
 kvx_status_t tc_recv(tc_t *c, uint32_t ms, kvxi_envelope_t **env_p);

@@ -173,6 +173,84 @@ static void test_config_load_file(void)
     CU_ASSERT(strstr(err, path) != NULL);
 }
 
+/* engine_allow_uids / engine_allow_gids: lists of numeric ids; anything
+ * else is refused naming the option, and changes nothing. */
+static void test_config_engine_allow_ids(void)
+{
+    static const char *const bad[] = {
+        "abc",  "1,,2", "1,",         ",1",          "-1",  "1 2",
+        "0x10", "1;2",  "4294967295", "99999999999", "1,x", " , ",
+    };
+    static const char quoted[] = "engine_allow_uids = \"7,8\"\n";
+    static const char spaced[] = "engine_allow_uids = 7 8\n";
+    char *envp[] = {"KVX_ENGINE_ALLOW_GIDS=44, 45", NULL};
+    char many[64 * 4 + 8] = "", err[256];
+    kvxd_config_t cfg;
+
+    kvxd_config_defaults(&cfg);
+    CU_ASSERT_EQUAL(cfg.engine_allow_uids.n, 0);
+    CU_ASSERT_EQUAL(cfg.engine_allow_gids.n, 0);
+    CU_ASSERT_EQUAL(cfg.handshake_ms, 5000);
+    CU_ASSERT_EQUAL(kvxd_config_set(&cfg, "engine_allow_uids",
+                                    " 1000, 0 ,4294967294", err, sizeof(err)),
+                    KVX_OK);
+    CU_ASSERT_EQUAL(cfg.engine_allow_uids.n, 3);
+    CU_ASSERT_EQUAL(cfg.engine_allow_uids.ids[0], 1000);
+    CU_ASSERT_EQUAL(cfg.engine_allow_uids.ids[1], 0);
+    CU_ASSERT_EQUAL(cfg.engine_allow_uids.ids[2], 4294967294u);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        CU_ASSERT_EQUAL(kvxd_config_set(&cfg, "engine_allow_uids", bad[i], err,
+                                        sizeof(err)),
+                        KVX_ERR_INVALID_PARAM);
+        CU_ASSERT(strstr(err, "engine_allow_uids") != NULL);
+        CU_ASSERT_EQUAL(cfg.engine_allow_uids.n, 3); /* unchanged */
+    }
+    /* at most KVXD_IDS_MAX ids */
+    for (int i = 0; i < KVXD_IDS_MAX; i++) {
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s%d",
+                 i > 0 ? "," : "", i + 1);
+    }
+    CU_ASSERT_EQUAL(
+        kvxd_config_set(&cfg, "engine_allow_gids", many, err, sizeof(err)),
+        KVX_OK);
+    CU_ASSERT_EQUAL(cfg.engine_allow_gids.n, KVXD_IDS_MAX);
+    snprintf(many + strlen(many), sizeof(many) - strlen(many), ",7");
+    CU_ASSERT_EQUAL(
+        kvxd_config_set(&cfg, "engine_allow_gids", many, err, sizeof(err)),
+        KVX_ERR_INVALID_PARAM);
+    CU_ASSERT(strstr(err, "engine_allow_gids") != NULL);
+    /* the environment, and "" empties a list again */
+    CU_ASSERT_EQUAL(kvxd_config_env(&cfg, envp, err, sizeof(err)), KVX_OK);
+    CU_ASSERT_EQUAL(cfg.engine_allow_gids.n, 2);
+    CU_ASSERT_EQUAL(cfg.engine_allow_gids.ids[1], 45);
+    CU_ASSERT_EQUAL(cfg.engine_allow_gids.ids[2], 0); /* no stale entries */
+    CU_ASSERT_EQUAL(
+        kvxd_config_set(&cfg, "engine_allow_uids", "", err, sizeof(err)),
+        KVX_OK);
+    CU_ASSERT_EQUAL(cfg.engine_allow_uids.n, 0);
+    /* a file line, quoted or not */
+    CU_ASSERT_EQUAL(
+        kvxd_config_parse(&cfg, quoted, strlen(quoted), err, sizeof(err)),
+        KVX_OK);
+    CU_ASSERT_EQUAL(cfg.engine_allow_uids.n, 2);
+    CU_ASSERT_EQUAL(
+        kvxd_config_parse(&cfg, spaced, strlen(spaced), err, sizeof(err)),
+        KVX_ERR_INVALID_PARAM);
+    CU_ASSERT(strstr(err, "line 1: engine_allow_uids") != NULL);
+    /* handshake_ms: 10 ms .. 10 min */
+    CU_ASSERT_EQUAL(
+        kvxd_config_set(&cfg, "handshake_ms", "0", err, sizeof(err)),
+        KVX_ERR_INVALID_PARAM);
+    CU_ASSERT(strstr(err, "handshake_ms") != NULL);
+    CU_ASSERT_EQUAL(
+        kvxd_config_set(&cfg, "handshake_ms", "600001", err, sizeof(err)),
+        KVX_ERR_INVALID_PARAM);
+    CU_ASSERT_EQUAL(
+        kvxd_config_set(&cfg, "handshake_ms", "200", err, sizeof(err)), KVX_OK);
+    CU_ASSERT_EQUAL(cfg.handshake_ms, 200);
+}
+
 /* --print-config output parses back into the same configuration. */
 static void test_config_print_round_trip(void)
 {
@@ -187,6 +265,12 @@ static void test_config_print_round_trip(void)
                     KVX_OK);
     CU_ASSERT_EQUAL(kvxd_config_set(&a, "transport", "rma", err, sizeof(err)),
                     KVX_OK);
+    CU_ASSERT_EQUAL(kvxd_config_set(&a, "engine_allow_gids", "5, 4294967294",
+                                    err, sizeof(err)),
+                    KVX_OK);
+    CU_ASSERT_EQUAL(
+        kvxd_config_set(&a, "engine_allow_uids", "1001", err, sizeof(err)),
+        KVX_OK);
     f = open_memstream(&text, &len);
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     kvxd_config_print(&a, f);
@@ -197,6 +281,39 @@ static void test_config_print_round_trip(void)
     CU_ASSERT_EQUAL(kvxd_config_parse(&b, text, len, err, sizeof(err)), KVX_OK);
     CU_ASSERT_EQUAL(memcmp(&a, &b, sizeof(a)), 0);
     free(text);
+}
+
+/* A string value with a line break (from the environment or a flag) would
+ * make --print-config write a file that does not read back (found by
+ * fuzz_config); control characters other than tab are refused. */
+static void test_config_string_control_chars(void)
+{
+    char *const envp[] = {(char *)"KVX_NODE_ID=a\nlisten = 0.0.0.0:1", NULL};
+    char *argv[] = {(char *)"--peers=10.0.0.2:7600\r\n", NULL};
+    kvxd_config_t cfg;
+    char err[256];
+    int next = -1;
+
+    kvxd_config_defaults(&cfg);
+    CU_ASSERT_EQUAL(kvxd_config_env(&cfg, envp, err, sizeof(err)),
+                    KVX_ERR_INVALID_PARAM);
+    CU_ASSERT(strstr(err, "node_id") != NULL);
+    CU_ASSERT_STRING_EQUAL(cfg.node_id, "kvxd");
+    CU_ASSERT_EQUAL(kvxd_config_args(&cfg, 1, argv, &next, err, sizeof(err)),
+                    KVX_ERR_INVALID_PARAM);
+    CU_ASSERT_EQUAL(
+        kvxd_config_set(&cfg, "ucx_tls", "tcp\x01", err, sizeof(err)),
+        KVX_ERR_INVALID_PARAM);
+    CU_ASSERT_EQUAL(
+        kvxd_config_set(&cfg, "ucx_tls", "tcp\x7f", err, sizeof(err)),
+        KVX_ERR_INVALID_PARAM);
+    CU_ASSERT_EQUAL(
+        kvxd_config_set(&cfg, "peers", "a:1,\tb:2", err, sizeof(err)), KVX_OK);
+    CU_ASSERT_EQUAL(kvxd_config_set(&cfg, "node_id",
+                                    "d\xc3\xa9"
+                                    "code",
+                                    err, sizeof(err)),
+                    KVX_OK); /* UTF-8 is fine */
 }
 
 /* docs/config.md carries the table exactly as the code prints it. */
@@ -238,7 +355,9 @@ static const ut_test_t config_tests[] = {
     UT_TEST(test_config_parse_long_line),
     UT_TEST(test_config_env_and_args),
     UT_TEST(test_config_load_file),
+    UT_TEST(test_config_engine_allow_ids),
     UT_TEST(test_config_print_round_trip),
+    UT_TEST(test_config_string_control_chars),
     UT_TEST(test_config_doc_is_current),
     UT_END,
 };

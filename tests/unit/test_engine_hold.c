@@ -68,8 +68,9 @@ static void test_engine_reserve_too_many(void)
     eut_end(c, node);
 }
 
-/* An unsealed lease ends at its deadline: the blocks are free again and
- * a late Seal is refused. */
+/* An unsealed lease ends at its deadline fenced, not free (the engine may
+ * still write through its mapping); the engine's late Seal is refused and
+ * lifts the fence. */
 static void test_engine_lease_expires(void)
 {
     kvxi_envelope_t *r;
@@ -83,9 +84,47 @@ static void test_engine_lease_expires(void)
     kvxi_frame_free(r);
     CU_ASSERT_EQUAL(eut_alloc(node).n_reserved, 3);
     /* progress waits 1 s a round: the lease deadline wakes it */
-    CU_ASSERT_EQUAL(eut_wait_idle(node, 2000, 1000).n_free, EUT_BLOCKS);
+    CU_ASSERT_EQUAL(eut_wait_fenced(node, 1, 2000).n_free, EUT_BLOCKS - 3);
+    CU_ASSERT_EQUAL(tc_seal(c, lease), KVX_ERR_STALE_HANDLE);
+    CU_ASSERT_EQUAL(eut_alloc(node).n_free, EUT_BLOCKS);
     CU_ASSERT_EQUAL(eut_alloc(node).leases_fenced, 0);
     CU_ASSERT_EQUAL(tc_seal(c, lease), KVX_ERR_STALE_HANDLE);
+    eut_end(c, node);
+}
+
+/* Releasing every block of an unsealed lease gives it back, expired
+ * (fence lifted) or not (later Seal refused); a partial release or a
+ * wrong generation gives nothing back. */
+static void test_engine_lease_released(void)
+{
+    kvx_block_ref_t refs[3], wrong[3];
+    kvxi_envelope_t *r;
+    kvx_lease_id_t lease;
+    kvx_node_h node;
+    tc_t *c = eut_session(&node);
+
+    lease = tc_reserve(c, 3, NULL, refs, NULL);
+    CU_ASSERT_EQUAL(tc_release(c, refs, 2), 0);
+    memcpy(wrong, refs, sizeof(refs));
+    wrong[2].gen++;
+    CU_ASSERT_EQUAL(tc_release(c, wrong, 3), 0);
+    CU_ASSERT_EQUAL(eut_alloc(node).n_reserved, 3);
+    CU_ASSERT_EQUAL(tc_release(c, refs, 3), 3);
+    CU_ASSERT_EQUAL(eut_alloc(node).n_free, EUT_BLOCKS);
+    CU_ASSERT_EQUAL(tc_seal(c, lease), KVX_ERR_STALE_HANDLE);
+
+    r = tc_reserve_req(c, 2, NULL, 100);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    CU_ASSERT_EQUAL_FATAL(r->reserve_reply->blocks->n_blocks, 2);
+    for (uint32_t i = 0; i < 2; i++) {
+        refs[i].block = r->reserve_reply->blocks->blocks[i];
+        refs[i].gen = r->reserve_reply->blocks->gens[i];
+    }
+    kvxi_frame_free(r);
+    CU_ASSERT_EQUAL(eut_wait_fenced(node, 1, 2000).n_free, EUT_BLOCKS - 2);
+    CU_ASSERT_EQUAL(tc_release(c, refs, 2), 2);
+    CU_ASSERT_EQUAL(eut_alloc(node).n_free, EUT_BLOCKS);
+    CU_ASSERT_EQUAL(eut_alloc(node).leases_fenced, 0);
     eut_end(c, node);
 }
 
@@ -163,6 +202,7 @@ static const ut_test_t hold_tests[] = {
     UT_TEST(test_engine_reserve_seal_release),
     UT_TEST(test_engine_reserve_too_many),
     UT_TEST(test_engine_lease_expires),
+    UT_TEST(test_engine_lease_released),
     UT_TEST(test_engine_seal_foreign_lease),
     UT_TEST(test_engine_close_frees),
     UT_TEST(test_engine_lookup_stats),

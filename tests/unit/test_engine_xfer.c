@@ -244,10 +244,97 @@ static void test_engine_push_pending(void)
     eut_end(c, node);
 }
 
+/* Node @p id over TCP listening on @p addr (a restart at an address). */
+static kvx_node_h node_at(const char *id, const char *addr)
+{
+    kvx_layout_params_t lp = nut_layout(EUT_BLOCKS);
+    kvx_node_params_t np = {
+        .field_mask =
+            KVX_NODE_PARAM_FIELD_NODE_ID | KVX_NODE_PARAM_FIELD_LAYOUT |
+            KVX_NODE_PARAM_FIELD_UCX_TLS | KVX_NODE_PARAM_FIELD_LISTEN,
+        .node_id = id,
+        .layout = &lp,
+        .ucx_tls = NUT_TLS_TCP,
+        .listen = addr,
+    };
+    kvx_node_h node = NULL;
+
+    CU_ASSERT_EQUAL_FATAL(kvx_node_create(&np, &node), KVX_OK);
+    eut_drive_b = node;
+    return node;
+}
+
+/* Destroys node b; node a notices its peer went down. */
+static void node_b_gone(tc_t *c, kvx_node_h a, kvx_node_h b)
+{
+    uint64_t end = kvx_clock_monotonic_ns(NULL) + TC_WAIT_MS * 1000000ull;
+    int up = 1;
+
+    eut_drive_b = NULL;
+    kvx_node_destroy(b);
+    while (up && kvx_clock_monotonic_ns(NULL) < end) {
+        kvxi_envelope_t *r;
+
+        kvx_node_progress(a, 10);
+        r = tc_peer_list(c);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+        up = r->peer_list_reply->n_peers > 0 &&
+             r->peer_list_reply->peers[0]->status == WIRE(KVX_OK);
+        kvxi_frame_free(r);
+    }
+    CU_ASSERT_FALSE(up);
+}
+
+/* A push names a node id whose connection died (the node restarted at its
+ * address): the node connects to that address again, and the push goes
+ * through; a different node answering there is refused. */
+static void test_engine_push_reconnect_by_id(void)
+{
+    kvx_block_ref_t refs[1], got[1];
+    kvx_node_h a = eut_node(0), b;
+    uint64_t xid = 0;
+    char addr[64];
+    uint32_t n = 0;
+    tc_t *c;
+
+    CU_ASSERT_EQUAL_FATAL(eut_peer("b", 1, &b), KVX_OK);
+    eut_drive_b = b;
+    snprintf(addr, sizeof(addr), "%s", kvx_node_listen_addr(b));
+    c = tc_attached();
+    tc_reserve_sealed(c, 1, NULL, refs);
+    CU_ASSERT_EQUAL(tc_push(c, addr, 1, refs, 1, &xid), KVX_OK);
+    tc_expect_done(c, KVX_OK);
+    node_b_gone(c, a, b);
+    CU_ASSERT_EQUAL(tc_push(c, "b", 2, refs, 1, &xid), KVX_OK);
+    tc_expect_done(c, KVX_ERR_PEER_UNREACHABLE); /* not back yet */
+    b = node_at("b", addr);
+    CU_ASSERT_EQUAL(tc_push(c, "b", 2, refs, 1, &xid), KVX_OK);
+    tc_expect_done(c, KVX_OK);
+    CU_ASSERT_EQUAL(kvx_node_recv(b, 2, 0, got, 1, &n), KVX_OK);
+    nut_unpin_all(b, got, n);
+
+    node_b_gone(c, a, b);
+    b = node_at("c", addr);
+    CU_ASSERT_EQUAL(tc_push(c, "b", 3, refs, 1, &xid), KVX_OK);
+    tc_expect_done(c, KVX_ERR_PEER_REFUSED);
+    CU_ASSERT_EQUAL(kvx_node_recv(b, 3, 0, got, 1, &n), KVX_ERR_NOT_FOUND);
+    CU_ASSERT_EQUAL(tc_push(c, "nobody", 4, refs, 1, &xid), KVX_ERR_NOT_FOUND);
+    CU_ASSERT_EQUAL(tc_release(c, refs, 1), 1);
+    CU_ASSERT_EQUAL(eut_alloc(a).n_free, EUT_BLOCKS);
+    tc_close(c);
+    eut_drive_b = NULL;
+    kvx_node_destroy(b);
+    kvx_node_destroy(a);
+}
+
 static const ut_test_t xfer_tests[] = {
-    UT_TEST(test_engine_unheld_blocks), UT_TEST(test_engine_recv_timeout),
-    UT_TEST(test_engine_push_e2e),      UT_TEST(test_engine_push_pending),
-    UT_TEST(test_engine_pull_recv),     UT_END,
+    UT_TEST(test_engine_unheld_blocks),
+    UT_TEST(test_engine_recv_timeout),
+    UT_TEST(test_engine_push_e2e),
+    UT_TEST(test_engine_push_pending),
+    UT_TEST(test_engine_pull_recv),
+    UT_TEST(test_engine_push_reconnect_by_id),
+    UT_END,
 };
 
 int main(void)

@@ -303,6 +303,19 @@ static void peer_down(const char *tls)
     kvx_xfer_release(x);
     CU_ASSERT_EQUAL(kvx_node_recv(p.pull, 9, 0, got, 8, &n), KVX_ERR_PEER_DOWN);
     CU_ASSERT_EQUAL(nut_n_free(p.pull), free_p);
+    /* a pull from the dead peer names its failure (connect again) */
+    x = NULL;
+    CU_ASSERT_EQUAL(
+        kvx_node_pull(p.pull, p.peer,
+                      &(kvx_pull_params_t){
+                          .field_mask = KVX_PULL_PARAM_FIELD_REQUEST_ID |
+                                        KVX_PULL_PARAM_FIELD_N_BLOCKS,
+                          .request_id = 10,
+                          .n_blocks = 8,
+                      },
+                      &x),
+        KVX_ERR_PEER_DOWN);
+    CU_ASSERT_PTR_NULL(x);
     kvx_node_destroy(p.pull);
 }
 
@@ -314,6 +327,84 @@ static void test_pull_peer_down_am(void)
 static void test_pull_peer_down_rma(void)
 {
     peer_down(NUT_TLS_SHM);
+}
+
+/* Pins on @p ref's block (the publication's and each reader's). */
+static uint32_t pins(kvx_node_h node, kvx_block_ref_t ref)
+{
+    kvx_block_info_t info;
+
+    CU_ASSERT_EQUAL(
+        kvx_alloc_block_query(kvx_node_alloc(node), ref.block, &info), KVX_OK);
+    return info.pins;
+}
+
+/* Publishes 2 blocks as request @p rid, starts their pull and unpublishes
+ * them once the holder answered (the reader's pins remain): the
+ * publication lives on for the reader. */
+static kvx_xfer_h pull_unpublished(pair_t *p, uint64_t rid,
+                                   kvx_block_ref_t *src)
+{
+    kvx_ticket_t t;
+    kvx_xfer_h x;
+
+    nut_make_src(p->hold, 2, src, 31);
+    CU_ASSERT_EQUAL(publish(p, rid, src, 2, 0, &t), KVX_OK);
+    nut_unpin_all(p->hold, src, 2); /* the publication's pins remain */
+    pair_connect(p, &t);
+    x = pull(p, rid, 2, NULL, 0);
+    for (int i = 0; i < 1000 && pins(p->hold, src[0]) < 2; i++) {
+        kvx_node_progress(p->pull, 0);
+        kvx_node_progress(p->hold, 1); /* answers: a reader's pins */
+    }
+    CU_ASSERT_EQUAL(pins(p->hold, src[0]), 2);
+    CU_ASSERT_EQUAL(kvx_node_unpublish(p->hold, rid), KVX_OK);
+    CU_ASSERT_EQUAL(pins(p->hold, src[0]), 1); /* the reader's */
+    return x;
+}
+
+/* The reader's Release frees the unpublished publication (found by
+ * fuzz_node: the holder read the freed publication to count the released
+ * blocks). */
+static void test_pull_unpublish_while_read(void)
+{
+    nut_opts_t o = {.tls = NUT_TLS_SHM, .num_blocks = N_MAX};
+    kvx_block_ref_t src[2], got[2];
+    uint32_t free_h, n = 0;
+    kvx_xfer_h x;
+    pair_t p;
+
+    pair_open(&p, &o);
+    free_h = nut_n_free(p.hold);
+    x = pull_unpublished(&p, 31, src);
+    CU_ASSERT_EQUAL(nut_wait_xfer(p.pull, p.hold, x, NUT_WAIT_MS), KVX_OK);
+    kvx_xfer_release(x);
+    nut_spin(p.pull, p.hold, 50); /* the Release reaches the holder */
+    CU_ASSERT_EQUAL(nut_n_free(p.hold), free_h);
+    CU_ASSERT_EQUAL(kvx_node_recv(p.pull, 31, 0, got, 2, &n), KVX_OK);
+    nut_unpin_all(p.pull, got, n);
+    kvx_node_destroy(p.pull);
+    kvx_node_destroy(p.hold);
+}
+
+/* The reader's connection ends instead (found by fuzz_node: walking the
+ * publications went on from the one just freed). */
+static void test_pull_unpublish_then_peer_down(void)
+{
+    nut_opts_t o = {.tls = NUT_TLS_SHM, .num_blocks = N_MAX};
+    kvx_block_ref_t src[2];
+    uint32_t free_h;
+    kvx_xfer_h x;
+    pair_t p;
+
+    pair_open(&p, &o);
+    free_h = nut_n_free(p.hold);
+    x = pull_unpublished(&p, 32, src);
+    kvx_xfer_release(x);
+    kvx_node_destroy(p.pull); /* before the pull could Release */
+    nut_spin(p.hold, NULL, 50);
+    CU_ASSERT_EQUAL(nut_n_free(p.hold), free_h);
+    kvx_node_destroy(p.hold);
 }
 
 static void test_pull_params(void)
@@ -353,11 +444,18 @@ static void test_pull_params(void)
 }
 
 static const ut_test_t pull_tests[] = {
-    UT_TEST(test_pull_tcp_am),       UT_TEST(test_pull_shm_rma),
-    UT_TEST(test_pull_dedupe_am),    UT_TEST(test_pull_dedupe_rma),
-    UT_TEST(test_pull_not_found),    UT_TEST(test_pull_lease_expired),
-    UT_TEST(test_pull_peer_down_am), UT_TEST(test_pull_peer_down_rma),
-    UT_TEST(test_pull_params),       UT_END,
+    UT_TEST(test_pull_tcp_am),
+    UT_TEST(test_pull_shm_rma),
+    UT_TEST(test_pull_dedupe_am),
+    UT_TEST(test_pull_dedupe_rma),
+    UT_TEST(test_pull_not_found),
+    UT_TEST(test_pull_lease_expired),
+    UT_TEST(test_pull_peer_down_am),
+    UT_TEST(test_pull_peer_down_rma),
+    UT_TEST(test_pull_params),
+    UT_TEST(test_pull_unpublish_while_read),
+    UT_TEST(test_pull_unpublish_then_peer_down),
+    UT_END,
 };
 
 int main(void)

@@ -232,6 +232,20 @@ static uint64_t wait_bytes(pair_t *p, kvx_xfer_h x, uint64_t want)
     return wait_bytes_ms(p, x, want, NUT_WAIT_MS);
 }
 
+/* A layerwise push of @p n blocks whose first @p layers layers (of
+ * nut_layout()'s 4) are announced; returns once their bytes are sent. */
+static kvx_xfer_h push_layers(pair_t *p, uint64_t rid,
+                              const kvx_block_ref_t *src, uint32_t n,
+                              uint32_t deadline_ms, uint32_t layers)
+{
+    kvx_xfer_h x =
+        push(p, rid, src, n, NULL, deadline_ms, KVX_XFER_FLAG_LAYERWISE);
+
+    kvx_xfer_layer_ready(x, layers);
+    wait_bytes(p, x, (uint64_t)layers * n * p->bb / 4);
+    return x;
+}
+
 static void layerwise(const char *tls)
 {
     nut_opts_t o = {.tls = tls, .num_blocks = N_MAX};
@@ -330,6 +344,64 @@ static void test_xfer_deadline(void)
     pair_close(&p);
 }
 
+/* A receiver that stops reading mid-push, as behind a link that went
+ * down: UCX cannot finish (or recall) the sends in flight, yet the push
+ * ends by its deadline with KVX_ERR_TIMEOUT. Its source blocks stay pinned
+ * while UCX may still read them; once the receiver runs again the writes
+ * quiesce and both pools get every block back. */
+static void test_xfer_deadline_hung_peer(void)
+{
+    nut_opts_t o = {.tls = NUT_TLS_TCP, .num_blocks = N_MAX};
+    kvx_block_ref_t src[48];
+    kvx_block_info_t info;
+    uint32_t free_rx, free_tx, n;
+    uint64_t t0, end;
+    kvx_xfer_h x;
+    pair_t p;
+
+    pair_open(&p, &o, &o);
+    free_rx = nut_n_free(p.rx);
+    free_tx = nut_n_free(p.tx);
+    nut_make_src(p.tx, 48, src, 14);
+    t0 = kvx_clock_monotonic_ns(NULL);
+    x = push(&p, 80, src, 48, NULL, 300, 0);
+    /* both run until the allocation is answered and 1.5 MiB is posted */
+    end = t0 + NUT_WAIT_MS * 1000000ull;
+    while (x->state == KVXI_XFER_ALLOCATING &&
+           kvx_clock_monotonic_ns(NULL) < end) {
+        kvx_node_progress(p.tx, 0);
+        kvx_node_progress(p.rx, 1);
+    }
+    CU_ASSERT_EQUAL_FATAL(x->state, KVXI_XFER_RUNNING);
+    /* the receiver hangs: only the sender runs, for less than the 3
+     * heartbeats that would declare the receiver down */
+    end = t0 + 1500 * 1000000ull;
+    while (kvx_xfer_test(x) == KVX_INPROGRESS &&
+           kvx_clock_monotonic_ns(NULL) < end) {
+        kvx_node_progress(p.tx, 1);
+    }
+    CU_ASSERT_EQUAL(kvx_xfer_test(x), KVX_ERR_TIMEOUT);
+    CU_ASSERT(kvx_clock_monotonic_ns(NULL) - t0 < 1000 * 1000000ull);
+    if (x->posts > 0) { /* UCX still holds the sends: sources stay pinned */
+        CU_ASSERT_EQUAL(
+            kvx_alloc_block_query(kvx_node_alloc(p.tx), src[0].block, &info),
+            KVX_OK);
+        CU_ASSERT_EQUAL(info.pins, 2);
+    }
+    kvx_xfer_release(x); /* freed once it settles */
+    nut_unpin_all(p.tx, src, 48);
+    CU_ASSERT(wait_free(&p, free_rx));
+    end = kvx_clock_monotonic_ns(NULL) + NUT_WAIT_MS * 1000000ull;
+    while (nut_n_free(p.tx) != free_tx && kvx_clock_monotonic_ns(NULL) < end) {
+        kvx_node_progress(p.tx, 1);
+        kvx_node_progress(p.rx, 0);
+    }
+    CU_ASSERT_EQUAL(nut_n_free(p.tx), free_tx);
+    CU_ASSERT_EQUAL(kvx_node_recv(p.rx, 80, 0, NULL, 0, &n), KVX_ERR_TIMEOUT);
+    CU_ASSERT_EQUAL(kvx_peer_status(p.peer), KVX_OK);
+    pair_close(&p);
+}
+
 static void test_xfer_sender_abort(void)
 {
     nut_opts_t o = {.tls = NUT_TLS_SHM, .num_blocks = N_MAX};
@@ -341,9 +413,7 @@ static void test_xfer_sender_abort(void)
     pair_open(&p, &o, &o);
     free_rx = nut_n_free(p.rx);
     nut_make_src(p.tx, 4, src, 12);
-    x = push(&p, 78, src, 4, NULL, 0, KVX_XFER_FLAG_LAYERWISE);
-    kvx_xfer_layer_ready(x, 2);
-    wait_bytes(&p, x, 2 * p.bb);
+    x = push_layers(&p, 78, src, 4, 0, 2);
     CU_ASSERT_EQUAL(kvx_xfer_abort(x), KVX_OK);
     CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_ERR_ABORTED);
     CU_ASSERT_EQUAL(kvx_xfer_abort(x), KVX_ERR_BAD_STATE);
@@ -354,10 +424,150 @@ static void test_xfer_sender_abort(void)
     pair_close(&p);
 }
 
+/* An AM chunk admitted into a transfer's block (a rendezvous receive UCX
+ * still runs) keeps the block fenced after the transfer fails, even when
+ * the sender says it is quiesced, until the chunk is done; only then may
+ * the block be reused. Before, the fence lifted at once and a late chunk
+ * could land in a block already given to another transfer (the netns
+ * fault test saw a checksum failure after a link outage). */
+static void test_xfer_late_am_chunk(void)
+{
+    nut_opts_t o = {.tls = NUT_TLS_TCP, .num_blocks = N_MAX};
+    kvx_block_ref_t src[2];
+    uint32_t free_rx, n;
+    uint64_t tag, off;
+    kvxi_rx_t *rx;
+    kvx_xfer_h x;
+    pair_t p;
+
+    pair_open(&p, &o, &o);
+    free_rx = nut_n_free(p.rx);
+    nut_make_src(p.tx, 2, src, 16);
+    x = push(&p, 82, src, 2, NULL, 0, KVX_XFER_FLAG_LAYERWISE);
+    nut_spin(p.tx, p.rx, 50);
+    CU_ASSERT_EQUAL_FATAL(x->state, KVXI_XFER_RUNNING);
+    rx = p.rx->rxs;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rx);
+    tag = rx->tag;
+    off = (uint64_t)rx->refs[0].block * p.bb;
+    /* UCX hands a rendezvous chunk its destination... */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(kvxi_rx_am_dest(tag, off, 4096, p.rx));
+    CU_ASSERT_EQUAL(kvx_xfer_abort(x), KVX_OK);
+    CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_ERR_ABORTED);
+    nut_spin(p.tx, p.rx, 50);
+    CU_ASSERT_EQUAL(kvx_node_recv(p.rx, 82, 0, NULL, 0, &n), KVX_ERR_ABORTED);
+    /* ...so the blocks stay fenced: no other chunk is admitted */
+    CU_ASSERT_EQUAL(nut_n_free(p.rx), free_rx - 2);
+    CU_ASSERT_PTR_NULL(kvxi_rx_am_dest(tag, off, 4096, p.rx));
+    /* ...until its data is in */
+    kvxi_rx_am_done(tag, off, 4096, 0, KVX_OK, p.rx);
+    CU_ASSERT(wait_free(&p, free_rx));
+    CU_ASSERT_PTR_NULL(kvxi_rx_am_dest(tag, off, 4096, p.rx));
+    kvx_xfer_release(x);
+
+    /* a chunk UCX never completes is given up after the grace */
+    p.rx->late_grace_ms = 300;
+    x = push(&p, 83, src, 2, NULL, 0, KVX_XFER_FLAG_LAYERWISE);
+    nut_spin(p.tx, p.rx, 50);
+    CU_ASSERT_EQUAL_FATAL(x->state, KVXI_XFER_RUNNING);
+    rx = p.rx->rxs;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rx);
+    tag = rx->tag;
+    off = (uint64_t)rx->refs[0].block * p.bb;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(kvxi_rx_am_dest(tag, off, 4096, p.rx));
+    CU_ASSERT_EQUAL(kvx_xfer_abort(x), KVX_OK);
+    CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_ERR_ABORTED);
+    nut_spin(p.tx, p.rx, 50);
+    CU_ASSERT_EQUAL(nut_n_free(p.rx), free_rx - 2);
+    CU_ASSERT(wait_free(&p, free_rx));
+    CU_ASSERT_EQUAL(p.rx->stats.am_given_up, 1);
+    kvxi_rx_am_done(tag, off, 4096, 0, KVX_OK, p.rx); /* too late: ignored */
+    CU_ASSERT_EQUAL(nut_n_free(p.rx), free_rx);
+    CU_ASSERT_EQUAL(kvx_node_recv(p.rx, 83, 0, NULL, 0, &n), KVX_ERR_ABORTED);
+    kvx_xfer_release(x);
+    nut_unpin_all(p.tx, src, 2);
+    pair_close(&p);
+}
+
+/* An abort after the Commit went out is refused: the receiver commits
+ * whatever the sender says now, so the push ends with its answer and both
+ * sides agree. It used to end ABORTED for a request the receiver had
+ * committed (the fault suite's abort test found it). */
+static void test_xfer_abort_committing(void)
+{
+    nut_opts_t o = {.tls = NUT_TLS_TCP, .num_blocks = N_MAX};
+    uint64_t end = kvx_clock_monotonic_ns(NULL) + NUT_WAIT_MS * 1000000ull;
+    kvx_block_ref_t src[2];
+    kvx_xfer_h x;
+    pair_t p;
+
+    pair_open(&p, &o, &o);
+    nut_make_src(p.tx, 2, src, 13);
+    x = push(&p, 79, src, 2, NULL, 0, 0);
+    /* the receiver is not progressed once the Commit is out: no CommitAck */
+    while (x->state != KVXI_XFER_COMMITTING &&
+           kvx_clock_monotonic_ns(NULL) < end) {
+        kvx_node_progress(p.tx, 0);
+        if (x->state != KVXI_XFER_COMMITTING) {
+            kvx_node_progress(p.rx, 0);
+        }
+    }
+    CU_ASSERT_EQUAL_FATAL(x->state, KVXI_XFER_COMMITTING);
+    CU_ASSERT_EQUAL(kvx_xfer_abort(x), KVX_ERR_BAD_STATE);
+    CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_OK);
+    check_recv(&p, 79, src, 2);
+    kvx_xfer_release(x);
+    nut_unpin_all(p.tx, src, 2);
+    pair_close(&p);
+}
+
+/* hold_ms also ends a failure nobody collects: an aborted request the
+ * receiver's engine never asks about is forgotten after hold_ms (it used to
+ * stay for the node's life, one record per cancelled request; the soak test
+ * found them piling up). */
+static void test_xfer_hold_failed(void)
+{
+    nut_opts_t orx = {.tls = NUT_TLS_TCP, .num_blocks = N_MAX, .hold_ms = 200};
+    nut_opts_t otx = {.tls = NUT_TLS_TCP, .num_blocks = N_MAX};
+    kvx_block_ref_t src[4];
+    kvx_node_stats_t st;
+    uint32_t free_rx, n;
+    uint64_t v = 99;
+    kvx_xfer_h x;
+    pair_t p;
+
+    pair_open(&p, &orx, &otx);
+    free_rx = nut_n_free(p.rx);
+    nut_make_src(p.tx, 4, src, 22);
+    x = push_layers(&p, 82, src, 4, 0, 1);
+    CU_ASSERT_EQUAL(kvx_xfer_abort(x), KVX_OK);
+    CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_ERR_ABORTED);
+    kvx_xfer_release(x);
+    CU_ASSERT(wait_free(&p, free_rx));
+    CU_ASSERT_EQUAL(kvx_node_stats(p.rx, &st), KVX_OK);
+    CU_ASSERT(nut_counter(&st, "xfers.uncollected", &v));
+    CU_ASSERT_EQUAL(v, 1); /* the failure waits for kvx_node_recv() */
+    nut_spin(p.tx, p.rx, 400);
+    CU_ASSERT_EQUAL(kvx_node_stats(p.rx, &st), KVX_OK);
+    CU_ASSERT(nut_counter(&st, "xfers.uncollected", &v));
+    CU_ASSERT_EQUAL(v, 0);
+    CU_ASSERT_PTR_NULL(p.rx->rxs);
+    CU_ASSERT_EQUAL(kvx_node_recv(p.rx, 82, 0, NULL, 0, &n), KVX_ERR_NOT_FOUND);
+    nut_unpin_all(p.tx, src, 4);
+    pair_close(&p);
+}
+
 static void test_xfer_peer_down(void)
 {
     nut_opts_t o = {.tls = NUT_TLS_TCP, .num_blocks = N_MAX};
     kvx_block_ref_t src[4];
+    kvx_xfer_params_t again = {
+        .field_mask =
+            KVX_XFER_PARAM_FIELD_REQUEST_ID | KVX_XFER_PARAM_FIELD_BLOCKS,
+        .request_id = 81,
+        .blocks = src,
+        .n_blocks = 4,
+    };
     uint32_t free_tx;
     uint64_t t0;
     kvx_xfer_h x;
@@ -366,15 +576,17 @@ static void test_xfer_peer_down(void)
     pair_open(&p, &o, &o);
     free_tx = nut_n_free(p.tx);
     nut_make_src(p.tx, 4, src, 13);
-    x = push(&p, 79, src, 4, NULL, 5000, KVX_XFER_FLAG_LAYERWISE);
-    kvx_xfer_layer_ready(x, 1);
-    wait_bytes(&p, x, p.bb);
+    x = push_layers(&p, 79, src, 4, 5000, 1);
     kvx_node_destroy(p.rx);
     t0 = kvx_clock_monotonic_ns(NULL);
     CU_ASSERT_EQUAL(kvx_xfer_wait(x, NUT_WAIT_MS), KVX_ERR_PEER_DOWN);
     CU_ASSERT(kvx_clock_monotonic_ns(NULL) - t0 < 5000000000ull);
     CU_ASSERT_EQUAL(kvx_peer_status(p.peer), KVX_ERR_PEER_DOWN);
     kvx_xfer_release(x);
+    /* a push on the dead peer names its failure (connect again) */
+    x = NULL;
+    CU_ASSERT_EQUAL(kvx_node_push(p.tx, p.peer, &again, &x), KVX_ERR_PEER_DOWN);
+    CU_ASSERT_PTR_NULL(x);
     nut_unpin_all(p.tx, src, 4);
     CU_ASSERT_EQUAL(nut_n_free(p.tx), free_tx);
     kvx_node_destroy(p.tx);
@@ -633,7 +845,11 @@ static const ut_test_t xfer_tests[] = {
     UT_TEST(test_xfer_layerwise),
     UT_TEST(test_xfer_no_space),
     UT_TEST(test_xfer_deadline),
+    UT_TEST(test_xfer_deadline_hung_peer),
     UT_TEST(test_xfer_sender_abort),
+    UT_TEST(test_xfer_late_am_chunk),
+    UT_TEST(test_xfer_abort_committing),
+    UT_TEST(test_xfer_hold_failed),
     UT_TEST(test_xfer_peer_down),
     UT_TEST(test_xfer_stale_ref),
     UT_TEST(test_xfer_malicious_am),
