@@ -2,7 +2,8 @@
  * Local engine sessions, node side (engine_int.h): the listener, the life
  * of a session (accepting, sending, closing, freeing), Attach (the pool's
  * memfd as SCM_RIGHTS) and frame dispatch. The session's holds and leases
- * are in engine_hold.c, transfers in engine_xfer.c.
+ * are in engine_hold.c, transfers in engine_xfer.c, the peers they name in
+ * engine_peer.c.
  */
 #include "engine_int.h"
 

@@ -12,9 +12,12 @@
  *    Release, lease expiry, dropping them when the session ends), Lookup
  *    and Stats.
  *  - engine_xfer.c: PushStart, PullStart, LayerReady, Abort, PublishStart,
- *    Unpublish, Recv, PeerList, and kvxi_engine_poll(), which reports
- *    transfers that ended (XferDone), answers parked Recv requests and
- *    expires the session's leases.
+ *    Unpublish, Recv, and kvxi_engine_poll(), which reports transfers that
+ *    ended (XferDone), answers parked Recv requests and expires the
+ *    session's leases.
+ *  - engine_peer.c: the peers those transfers name (by node id or
+ *    address; connected on demand, reconnected by node id at the known
+ *    address, failed ones closed) and PeerList.
  *
  * Creating the listener sets SIGPIPE to SIG_IGN while it is SIG_DFL (as
  * node-to-node connections do): an engine may close while we write.
@@ -251,7 +254,7 @@ void kvxi_engine_on_stats(kvxi_session_t *s, const kvxi_envelope_t *env);
 /*
  * Request handlers, called by the dispatcher of an attached session with a
  * validated envelope of their body. Each answers exactly once (Result,
- * RecvReply, PeerListReply or Error) echoing env->request_id; a Recv may
+ * RecvReply or Error) echoing env->request_id; a Recv may
  * answer later, from kvxi_engine_poll(). Blocks named in PushStart and
  * PublishStart must be held by the session (else STALE_HANDLE, nothing
  * started); transfer ids are the session's own (Result.xfer_id).
@@ -263,7 +266,6 @@ void kvxi_engine_on_abort(kvxi_session_t *s, const kvxi_envelope_t *env);
 void kvxi_engine_on_publish(kvxi_session_t *s, const kvxi_envelope_t *env);
 void kvxi_engine_on_unpublish(kvxi_session_t *s, const kvxi_envelope_t *env);
 void kvxi_engine_on_recv(kvxi_session_t *s, const kvxi_envelope_t *env);
-void kvxi_engine_on_peer_list(kvxi_session_t *s, const kvxi_envelope_t *env);
 
 /** Aborts and releases the session's transfers, drops its parked Recvs
  *  (the session ends). */
@@ -281,11 +283,36 @@ void kvxi_engine_poll(struct kvx_node *node);
  *  transfer still waiting for its peer (the node's timer). */
 void kvxi_engine_next_deadline(struct kvx_node *node, uint64_t *next_p);
 
+/* ---- engine_peer.c ---- */
+
 /** @p peer completed its handshake (peer.c): when this node connected to
  *  it, its node id and address are remembered (at most
  *  KVXI_ENGINE_KNOWN_MAX, the oldest replaced) so that a session naming the
  *  node id reconnects there once the connection died. No-op without an
  *  engine listener. */
 void kvxi_engine_peer_up(struct kvx_peer *peer);
+
+/** Whether @p peer is still one of @p node's peers (not closed and freed:
+ *  a peer pointer is only compared, never followed, before this). */
+int kvxi_engine_peer_alive(struct kvx_node *node, const struct kvx_peer *peer);
+
+/**
+ * The peer @p name (a node id or a control address): connected,
+ * connecting, or connected to now (kept in eng->peers). *@p by_id_p is set
+ * when @p name is a node id whose connection is gone, reached again at its
+ * known address.
+ * @return KVX_OK; KVX_ERR_NOT_FOUND (neither connected nor an address nor
+ *         a known node id); KVX_ERR_NO_MEMORY; the errors of
+ *         kvx_node_connect().
+ */
+kvx_status_t kvxi_engine_peer_get(struct kvxi_engine *eng, const char *name,
+                                  struct kvx_peer **peer_p, int *by_id_p);
+
+/** Forgets peers the sessions made that others closed; closes the failed
+ *  ones (kvxi_engine_poll()). */
+void kvxi_engine_peers_gc(struct kvxi_engine *eng);
+
+/** PeerList: the node's peers. PeerListReply (Error without memory). */
+void kvxi_engine_on_peer_list(kvxi_session_t *s, const kvxi_envelope_t *env);
 
 #endif /* KVX_ENGINE_INT_H */

@@ -1,6 +1,9 @@
 /*
- * The node's private structures (node.c, peer.c, xfer_send.c, xfer_recv.c,
- * pull.c, pull_hold.c; engine sessions: engine_int.h).
+ * The node's private structures (node.c, peer.c; the push sender
+ * xfer_send.c, xfer_post.c, xfer_stop.c, whose own helpers are in
+ * xfer_int.h; the push receiver xfer_recv.c, rx_am.c, rx_commit.c,
+ * rx_hold.c, whose own helpers are in rx_int.h; pull.c, pull_hold.c;
+ * engine sessions: engine_int.h).
  *
  * A node is single-threaded: every function here runs on the thread that
  * calls kvx_node_progress(). Objects:
@@ -83,9 +86,9 @@ typedef struct kvxi_xfer_post {
 } kvxi_xfer_post_t;
 
 /**
- * Copies @p n segments into a new post of @p x, starts it on the peer's
- * endpoint (@p dir, AM/RMA @p transfer_id, completion @p cb with the post as
- * its argument) and links it into x->post_list.
+ * xfer_post.c: copies @p n segments into a new post of @p x, starts it on
+ * the peer's endpoint (@p dir, AM/RMA @p transfer_id, completion @p cb with
+ * the post as its argument) and links it into x->post_list.
  * @return KVX_OK; KVX_ERR_NO_MEMORY; the errors of kvxi_ucx_post().
  */
 kvx_status_t kvxi_xfer_post(struct kvx_xfer *x, kvxi_ucx_dir_t dir,
@@ -160,7 +163,7 @@ struct kvxi_rx {
     uint64_t landed, data_bytes, max_bytes;
     uint32_t am_pending;  /**< AM chunks admitted, not landed: they may still
                                write, so the slot stays and no fence lifts */
-    int unfence_deferred; /**< rx_unfence() waits for am_pending to be 0 */
+    int unfence_deferred; /**< kvxi_rx_unfence() waits for am_pending 0 */
     uint64_t late_deadline_ns; /**< deferred: given up past it (rx_hold.c) */
     int am_failed;
     uint64_t commit_req_id;    /**< Commit waiting for AM bytes (0: none) */
@@ -260,25 +263,29 @@ int kvxi_node_stats_on_error(struct kvx_peer *peer, const kvxi_envelope_t *env);
 void kvxi_xfer_on_alloc_reply(struct kvx_peer *peer,
                               const kvxi_envelope_t *env);
 void kvxi_xfer_on_commit_ack(struct kvx_peer *peer, const kvxi_envelope_t *env);
+void kvxi_xfer_free(struct kvx_xfer *x);
+
+/* xfer_stop.c */
 void kvxi_xfer_on_abort(struct kvx_peer *peer, const kvxi_envelope_t *env);
 void kvxi_xfer_on_error(struct kvx_peer *peer, const kvxi_envelope_t *env);
 /** Fails @p x with @p status (stops posts, tells the peer if @p tell). */
 void kvxi_xfer_stop(struct kvx_xfer *x, kvx_status_t status, int tell);
 void kvxi_xfer_check_deadlines(struct kvx_node *node, uint64_t now,
                                uint64_t *next_p);
-void kvxi_xfer_free(struct kvx_xfer *x);
 /** The peer is going away: its transfers fail with @p status. */
 void kvxi_xfer_peer_down(struct kvx_peer *peer, kvx_status_t status);
 void kvxi_xfer_detach_peer(struct kvx_peer *peer);
 
-/* xfer_send.c, serving a pull over AM: push the published @p src refs into
- * the puller's reservation described by @p grant (an AllocateReply the
- * puller sent). The transfer frees itself when it ends. */
+/* pull_hold.c, serving a pull over AM: push the published @p src refs
+ * into the puller's reservation described by @p grant (an AllocateReply
+ * the puller sent). The transfer frees itself when it ends. */
 kvx_status_t kvxi_xfer_serve_pull(struct kvx_peer *peer, uint64_t tid,
                                   uint64_t request_id,
                                   const kvx_block_ref_t *src, uint32_t n,
                                   uint64_t deadline_ns,
                                   const Kvx__V1__AllocateReply *grant);
+
+/* xfer_send.c, also used by the pulls */
 void kvxi_xfer_link(struct kvx_node *node, struct kvx_xfer *x);
 /** Pins every source ref (READY at its generation). */
 kvx_status_t kvxi_xfer_pin_sources(struct kvx_xfer *x);
@@ -315,10 +322,6 @@ void kvxi_rx_check_holds(struct kvx_node *node, uint64_t now, uint64_t *next_p);
  *  admitted but never completed before its fence lifts anyway. */
 #define KVXI_RX_LATE_GRACE_MS 10000u
 
-/** Gives up on @p rx's admitted AM chunks (node->late_grace_ms passed):
- *  lifts the fence that waited for them; may free @p rx. */
-void kvxi_rx_give_up_late(kvxi_rx_t *rx);
-
 /* xfer_recv.c */
 void kvxi_rx_link(struct kvx_node *node, kvxi_rx_t *rx);
 void kvxi_rx_free(kvxi_rx_t *rx);
@@ -337,24 +340,33 @@ void kvxi_rx_pull_quiesced(kvxi_rx_t *rx);
 kvxi_rx_t *kvxi_rx_find(struct kvx_peer *peer, uint64_t tid);
 void kvxi_rx_on_alloc_request(struct kvx_peer *peer,
                               const kvxi_envelope_t *env);
-void kvxi_rx_on_commit(struct kvx_peer *peer, const kvxi_envelope_t *env);
 void kvxi_rx_on_abort(struct kvx_peer *peer, const kvxi_envelope_t *env);
 void kvxi_rx_on_abort_ack(struct kvx_peer *peer, const kvxi_envelope_t *env);
 void kvxi_rx_expire(struct kvx_node *node);
 /** The peer's endpoint is gone: its rx fail and their fences lift. */
 void kvxi_rx_peer_down(struct kvx_peer *peer, kvx_status_t status);
 void kvxi_rx_free_all(struct kvx_node *node);
+
+/* rx_am.c: the AM callbacks of the node's UCX context (where an AM chunk
+ * of @p tag may land; it landed; it was refused). */
 void *kvxi_rx_am_dest(uint64_t tag, uint64_t off, uint64_t len, void *arg);
 void kvxi_rx_am_done(uint64_t tag, uint64_t off, uint64_t len, uint32_t seq,
                      kvx_status_t status, void *arg);
 void kvxi_rx_am_refused(uint64_t tag, uint64_t off, uint64_t len,
                         kvx_status_t reason, void *arg);
+/** Gives up on @p rx's admitted AM chunks (node->late_grace_ms passed):
+ *  lifts the fence that waited for them; may free @p rx. */
+void kvxi_rx_give_up_late(kvxi_rx_t *rx);
+
+/* rx_commit.c */
+void kvxi_rx_on_commit(struct kvx_peer *peer, const kvxi_envelope_t *env);
 /**
  * Test hook: while @p on, the receiver flips one byte of the first block it
  * verifies before checking the Commit's checksums (so a checksummed push
  * fails with KVX_ERR_CORRUPT). Never set outside tests.
  */
 void kvxi_xfer_test_corrupt(struct kvx_node *node, int on);
+
 /** Transfer ids the peer chose (its sends) have the peer's parity. */
 static inline int kvxi_tid_is_ours(const struct kvx_peer *peer, uint64_t tid)
 {

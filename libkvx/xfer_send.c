@@ -1,24 +1,24 @@
 /*
- * Push transfers, sender side: pin the source blocks, AllocateRequest,
- * post the missed blocks' segments layer range by layer range, Commit;
- * on failure stop posting, flush, and tell the receiver (Abort / AbortAck)
- * so it can lift its fence.
+ * Push transfers, sender side: kvx_node_push() pins the source blocks and
+ * sends the AllocateRequest; the receiver's AllocateReply names the
+ * destination blocks and dedupe hits; the transfer ends with the
+ * CommitAck. Posting the missed blocks layer range by layer range and the
+ * Commit are in xfer_post.c; stopping on failure, deadline, abort or a
+ * lost peer (flush, then Abort / AbortAck so the receiver can lift its
+ * fence) in xfer_stop.c.
  */
-#include "node_int.h"
+#include "xfer_int.h"
 
 #include "log_int.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
 #define XFER_PARAM_FIELDS_ALL                                                  \
     (KVX_XFER_PARAM_FIELD_REQUEST_ID | KVX_XFER_PARAM_FIELD_BLOCKS |           \
      KVX_XFER_PARAM_FIELD_KEYS | KVX_XFER_PARAM_FIELD_DEADLINE |               \
      KVX_XFER_PARAM_FIELD_FLAGS)
 #define XFER_FLAGS_ALL (KVX_XFER_FLAG_LAYERWISE | KVX_XFER_FLAG_CHECKSUM)
-
-static void xfer_settle(struct kvx_xfer *x);
 
 void kvxi_xfer_link(struct kvx_node *node, struct kvx_xfer *x)
 {
@@ -82,7 +82,7 @@ void kvxi_xfer_free(struct kvx_xfer *x)
 }
 
 /* Hands the outcome to the caller (kvx_xfer_test/wait/query), once. */
-static void xfer_report(struct kvx_xfer *x, kvx_status_t status)
+void kvxi_xfer_report(struct kvx_xfer *x, kvx_status_t status)
 {
     if (x->status == KVX_INPROGRESS) {
         x->status = status;
@@ -98,7 +98,7 @@ void kvxi_xfer_finish(struct kvx_xfer *x, kvx_status_t status)
         return;
     }
     x->state = KVXI_XFER_DONE;
-    xfer_report(x, status);
+    kvxi_xfer_report(x, status);
     xfer_unpin(x, x->n_blocks);
     if (status == KVX_OK) {
         node->stats.transfers_ok++;
@@ -111,269 +111,6 @@ void kvxi_xfer_finish(struct kvx_xfer *x, kvx_status_t status)
     if (x->released) {
         kvxi_xfer_free(x);
     }
-}
-
-static void xfer_post_cb(kvx_status_t status, void *arg)
-{
-    kvxi_xfer_post_t *p = arg;
-    struct kvx_xfer *x = p->xfer;
-
-    kvxi_xfer_post_unlink(p);
-    if (p->n_segs == 0 && x->flushing) {
-        x->flushing = 0;
-        x->flushed = 1;
-    } else if (status == KVX_OK) {
-        x->bytes_sent += p->bytes;
-        x->node->stats.bytes_sent += p->bytes;
-    } else if (x->state != KVXI_XFER_STOPPING && x->state != KVXI_XFER_DONE) {
-        kvxi_xfer_stop(x, status, 1);
-    }
-    free(p->segs);
-    free(p);
-    xfer_settle(x);
-}
-
-void kvxi_xfer_post_unlink(kvxi_xfer_post_t *p)
-{
-    struct kvx_xfer *x = p->xfer;
-    kvxi_xfer_post_t **pp;
-
-    for (pp = &x->post_list; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == p) {
-            *pp = p->next;
-            break;
-        }
-    }
-    x->posts--;
-}
-
-kvx_status_t kvxi_xfer_post(struct kvx_xfer *x, kvxi_ucx_dir_t dir,
-                            const kvx_segment_t *segs, size_t n,
-                            uint64_t transfer_id, kvxi_ucx_post_cb_t cb)
-{
-    kvxi_xfer_post_t *p = calloc(1, sizeof(*p));
-    kvxi_ucx_post_params_t pp = {.dir = dir};
-    kvx_status_t status;
-
-    if (p == NULL) {
-        return KVX_ERR_NO_MEMORY;
-    }
-    if (n > 0) {
-        p->segs = malloc(n * sizeof(*segs));
-        if (p->segs == NULL) {
-            free(p);
-            return KVX_ERR_NO_MEMORY;
-        }
-        memcpy(p->segs, segs, n * sizeof(*segs));
-    }
-    p->n_segs = n;
-    p->xfer = x;
-    for (size_t i = 0; i < n; i++) {
-        p->bytes += segs[i].len;
-    }
-    pp.mem = x->node->mem;
-    pp.segs = p->segs;
-    pp.n_segs = n;
-    pp.transfer_id = transfer_id;
-    pp.cb = cb;
-    pp.arg = p;
-    status = kvxi_ucx_post(x->peer->ep, &pp, &p->post);
-    if (status != KVX_OK) {
-        free(p->segs);
-        free(p);
-        return status;
-    }
-    p->next = x->post_list;
-    x->post_list = p;
-    x->posts++;
-    x->segments += (uint32_t)n;
-    return KVX_OK;
-}
-
-static kvx_status_t xfer_post(struct kvx_xfer *x, const kvx_segment_t *segs,
-                              size_t n)
-{
-    return kvxi_xfer_post(x, KVXI_UCX_PUSH, segs, n, x->lease, xfer_post_cb);
-}
-
-static void xfer_send_commit(struct kvx_xfer *x)
-{
-    kvxi_envelope_t env = KVX__V1__ENVELOPE__INIT;
-    Kvx__V1__Commit c = KVX__V1__COMMIT__INIT;
-    Kvx__V1__BlockRefs refs = KVX__V1__BLOCK_REFS__INIT;
-    uint32_t *gens = malloc(x->n_miss * sizeof(*gens));
-    uint64_t *sums = NULL;
-    uint64_t left = (x->deadline_ns - kvxi_node_now_ns()) / 1000;
-    kvx_status_t status;
-    uint32_t j = 0;
-
-    if (x->flags & KVX_XFER_FLAG_CHECKSUM) {
-        sums = malloc(x->n_miss * sizeof(*sums));
-    }
-    if (gens == NULL || ((x->flags & KVX_XFER_FLAG_CHECKSUM) && sums == NULL)) {
-        free(gens);
-        free(sums);
-        kvxi_xfer_stop(x, KVX_ERR_NO_MEMORY, 1);
-        return;
-    }
-    for (uint32_t i = 0; i < x->n_blocks; i++) {
-        if (!x->hit[i]) {
-            gens[j++] = x->dst[i].gen;
-        }
-    }
-    /* Over the whole source block, now that every layer is written: what
-     * the receiver's block must hold after the planner's segments. */
-    for (j = 0; sums != NULL && j < x->n_miss; j++) {
-        sums[j] =
-            XXH3_64bits(kvx_pool_block_addr(x->node->pool, x->miss_src[j]),
-                        (size_t)x->node->layout.block_bytes);
-    }
-    refs.n_blocks = x->n_miss;
-    refs.blocks = x->miss_dst;
-    refs.n_gens = x->n_miss;
-    refs.gens = gens;
-    c.transfer_id = x->transfer_id;
-    c.lease_id = x->lease;
-    c.blocks = &refs;
-    c.data_bytes = x->bytes_sent;
-    if (sums != NULL) {
-        c.n_checksums = x->n_miss;
-        c.checksums = sums;
-    }
-    env.deadline_us = left > 0 ? left : 1;
-    env.body_case = KVX__V1__ENVELOPE__BODY_COMMIT;
-    env.commit = &c;
-    status = kvxi_peer_send(x->peer, &env);
-    free(gens);
-    free(sums);
-    if (status != KVX_OK) {
-        kvxi_xfer_stop(x, status, 1);
-        return;
-    }
-    x->commit_req_id = env.request_id;
-    x->state = KVXI_XFER_COMMITTING;
-}
-
-/* Posts the announced layers not posted yet; commits when all are done. */
-static void xfer_pump(struct kvx_xfer *x)
-{
-    const kvx_layout_t *src = &x->node->layout;
-    kvx_plan_request_t req = {
-        .field_mask = KVX_PLAN_REQ_FIELD_LAYERS,
-        .src = src,
-        .dst = &x->peer->info->layout,
-        .src_blocks = x->miss_src,
-        .n_src_blocks = x->n_miss,
-        .dst_blocks = x->miss_dst,
-        .n_dst_blocks = x->n_miss,
-    };
-    kvx_plan_h plan = x->node->plan;
-    const kvx_segment_t *segs;
-    kvx_status_t status;
-    size_t n;
-
-    if (x->state != KVXI_XFER_RUNNING) {
-        return;
-    }
-    if (x->layer_posted < x->layer_ready) {
-        req.layer_begin = x->layer_posted;
-        req.layer_end = x->layer_ready;
-        status = kvx_plan_build(plan, &req);
-        if (status == KVX_OK) {
-            segs = kvx_plan_segments(plan, &n);
-            status = xfer_post(x, segs, n);
-        }
-        if (status != KVX_OK) {
-            kvxi_xfer_stop(x, status, 1);
-            return;
-        }
-        x->layer_posted = x->layer_ready;
-    }
-    if (x->layer_posted == src->num_layers && x->posts == 0) {
-        xfer_send_commit(x);
-    }
-}
-
-static void xfer_send_abort(struct kvx_xfer *x)
-{
-    kvxi_envelope_t env = KVX__V1__ENVELOPE__INIT;
-    Kvx__V1__Abort a = KVX__V1__ABORT__INIT;
-
-    a.transfer_id = x->transfer_id;
-    a.lease_id = x->lease;
-    a.reason = (Kvx__V1__Status)kvxi_status_to_wire(x->stop_status);
-    a.message = (char *)kvx_status_string(x->stop_status);
-    env.body_case = KVX__V1__ENVELOPE__BODY_ABORT;
-    env.abort = &a;
-    kvxi_peer_send(x->peer, &env);
-}
-
-static void xfer_send_abort_ack(struct kvx_peer *peer, uint64_t tid,
-                                uint64_t req_id)
-{
-    kvxi_envelope_t env = KVX__V1__ENVELOPE__INIT;
-    Kvx__V1__AbortAck a = KVX__V1__ABORT_ACK__INIT;
-
-    a.transfer_id = tid;
-    a.writes_quiesced = 1;
-    env.request_id = req_id;
-    env.body_case = KVX__V1__ENVELOPE__BODY_ABORT_ACK;
-    env.abort_ack = &a;
-    kvxi_peer_send(peer, &env);
-}
-
-static void xfer_settle(struct kvx_xfer *x)
-{
-    int peer_ok = x->peer != NULL && x->peer->status == KVX_OK;
-
-    if (x->state == KVXI_XFER_RUNNING) {
-        xfer_pump(x);
-        return;
-    }
-    if (x->state != KVXI_XFER_STOPPING || x->posts > 0) {
-        return;
-    }
-    /* Every post ended; flush so that no write of ours is still on the way
-     * before promising "quiesced". */
-    if (peer_ok && x->layer_posted > 0 && !x->flushed && x->peer->ep != NULL &&
-        (x->send_abort || x->abort_ack_req != 0)) {
-        if (xfer_post(x, NULL, 0) == KVX_OK) {
-            x->flushing = 1;
-            return;
-        }
-    }
-    if (peer_ok && x->abort_ack_req != 0) {
-        xfer_send_abort_ack(x->peer, x->transfer_id, x->abort_ack_req);
-    } else if (peer_ok && x->send_abort) {
-        xfer_send_abort(x);
-    }
-    kvxi_xfer_finish(x, x->stop_status);
-}
-
-void kvxi_xfer_stop(struct kvx_xfer *x, kvx_status_t status, int tell)
-{
-    if (x->pull) {
-        kvxi_pull_stop(x, status);
-        return;
-    }
-    if (x->state == KVXI_XFER_DONE || x->state == KVXI_XFER_STOPPING) {
-        return;
-    }
-    x->state = KVXI_XFER_STOPPING;
-    x->stop_status = status;
-    x->send_abort = tell;
-    /* The caller learns the failure now: sends in flight may stay in UCX
-     * until the link returns or the peer is declared down (3 heartbeats,
-     * then the bounded endpoint close), which must not hold the transfer
-     * past its deadline. The source pins stay until the writes are
-     * quiesced (kvxi_xfer_finish), and so does the receiver's fence. */
-    xfer_report(x, status);
-    for (kvxi_xfer_post_t *p = x->post_list; p != NULL; p = p->next) {
-        if (p->n_segs > 0) {
-            kvxi_ucx_cancel(p->post);
-        }
-    }
-    xfer_settle(x);
 }
 
 struct kvx_xfer *kvxi_xfer_find(struct kvx_peer *peer, uint64_t tid)
@@ -444,7 +181,7 @@ void kvxi_xfer_on_reply(struct kvx_peer *peer, struct kvx_xfer *x,
         return;
     }
     x->state = KVXI_XFER_RUNNING;
-    xfer_pump(x);
+    kvxi_xfer_pump(x);
 }
 
 void kvxi_xfer_on_alloc_reply(struct kvx_peer *peer, const kvxi_envelope_t *env)
@@ -484,98 +221,6 @@ void kvxi_xfer_on_commit_ack(struct kvx_peer *peer, const kvxi_envelope_t *env)
                    peer->addr);
     }
     kvxi_xfer_finish(x, status);
-}
-
-void kvxi_xfer_on_abort(struct kvx_peer *peer, const kvxi_envelope_t *env)
-{
-    const Kvx__V1__Abort *a = env->abort;
-    struct kvx_xfer *x = kvxi_xfer_find(peer, a->transfer_id);
-    kvx_status_t reason = kvxi_status_from_wire(a->reason);
-
-    if (x == NULL || x->state == KVXI_XFER_DONE) {
-        /* Nothing of ours is in flight for it. */
-        xfer_send_abort_ack(peer, a->transfer_id, env->request_id);
-        return;
-    }
-    if (reason >= KVX_OK) {
-        reason = KVX_ERR_ABORTED;
-    }
-    x->abort_ack_req = env->request_id;
-    if (x->state == KVXI_XFER_STOPPING) {
-        xfer_settle(x);
-        return;
-    }
-    kvxi_xfer_stop(x, reason, 0);
-}
-
-void kvxi_xfer_on_error(struct kvx_peer *peer, const kvxi_envelope_t *env)
-{
-    const Kvx__V1__Error *e = env->error;
-    kvx_status_t code = kvxi_status_from_wire(e->code);
-
-    for (struct kvx_xfer *x = peer->node->xfers; x != NULL; x = x->next) {
-        if (x->peer == peer && x->state != KVXI_XFER_DONE &&
-            (x->alloc_req_id == e->request_id ||
-             x->commit_req_id == e->request_id)) {
-            kvxi_xfer_stop(x, code < KVX_OK ? code : KVX_ERR_PEER_REFUSED, 0);
-            return;
-        }
-    }
-    kvxi_warn("node %s: peer %s: error %s: %s", peer->node->node_id, peer->addr,
-              kvx_status_string(code), e->message != NULL ? e->message : "");
-}
-
-void kvxi_xfer_check_deadlines(struct kvx_node *node, uint64_t now,
-                               uint64_t *next_p)
-{
-    struct kvx_xfer *x, *next;
-
-    for (x = node->xfers; x != NULL; x = next) {
-        next = x->next;
-        if (x->state == KVXI_XFER_DONE || x->state == KVXI_XFER_STOPPING) {
-            continue;
-        }
-        if (now != 0 && x->deadline_ns <= now) {
-            kvxi_xfer_stop(x, KVX_ERR_TIMEOUT, 1);
-        } else if (x->deadline_ns < *next_p) {
-            *next_p = x->deadline_ns;
-        }
-    }
-    kvxi_pull_check_leases(node, now, next_p);
-}
-
-void kvxi_xfer_peer_down(struct kvx_peer *peer, kvx_status_t status)
-{
-    struct kvx_xfer *x, *next;
-
-    for (x = peer->node->xfers; x != NULL; x = next) {
-        next = x->next;
-        if (x->peer == peer) {
-            kvxi_xfer_stop(x, status, 0);
-        }
-    }
-}
-
-void kvxi_xfer_detach_peer(struct kvx_peer *peer)
-{
-    struct kvx_xfer *x, *next;
-
-    for (x = peer->node->xfers; x != NULL; x = next) {
-        next = x->next;
-        if (x->peer != peer) {
-            continue;
-        }
-        if (x->state != KVXI_XFER_DONE) {
-            x->posts = 0;
-            kvxi_xfer_finish(x, x->state == KVXI_XFER_STOPPING
-                                    ? x->stop_status
-                                    : KVX_ERR_PEER_DOWN);
-            if (x->released) {
-                continue; /* freed */
-            }
-        }
-        x->peer = NULL;
-    }
 }
 
 static kvx_status_t xfer_check_params(const kvx_xfer_params_t *p)
@@ -747,7 +392,7 @@ kvx_status_t kvx_xfer_layer_ready(kvx_xfer_h x, uint32_t layer_end)
         return KVX_ERR_BAD_STATE;
     }
     x->layer_ready = layer_end;
-    xfer_pump(x);
+    kvxi_xfer_pump(x);
     return KVX_OK;
 }
 
@@ -793,21 +438,6 @@ kvx_status_t kvx_xfer_query(kvx_xfer_h x, kvx_xfer_attr_t *attr)
     attr->elapsed_ns =
         (x->status != KVX_INPROGRESS ? x->t_end : kvxi_node_now_ns()) -
         x->t_start;
-    return KVX_OK;
-}
-
-kvx_status_t kvx_xfer_abort(kvx_xfer_h x)
-{
-    if (x == NULL) {
-        return KVX_ERR_INVALID_PARAM;
-    }
-    /* Once the Commit is out the receiver commits whatever we say now: the
-     * transfer ends with its answer, which both sides then agree on. */
-    if (x->state == KVXI_XFER_DONE || x->state == KVXI_XFER_STOPPING ||
-        x->state == KVXI_XFER_COMMITTING) {
-        return KVX_ERR_BAD_STATE;
-    }
-    kvxi_xfer_stop(x, KVX_ERR_ABORTED, 1);
     return KVX_OK;
 }
 

@@ -1,6 +1,6 @@
 /*
- * libFuzzer target: a node's message handlers (peer.c, xfer_send.c,
- * xfer_recv.c, pull.c, pull_hold.c, node_stats.c) and its engine sessions
+ * libFuzzer target: a node's message handlers (peer.c, xfer_*.c, rx_*.c,
+ * pull.c, pull_hold.c, node_stats.c) and its engine sessions
  * (engine*.c), driven by a program of operations: envelopes from remote
  * peers and from an engine, the node's own API calls, peers and sessions
  * going away, and short waits for deadlines. See fuzz_node.h for the input

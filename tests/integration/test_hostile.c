@@ -8,7 +8,7 @@
  * serving a good peer with nothing lost. Crafted frames use the internal
  * frame API through hostile_raw.h; the good peer is this process's node.
  * Unit tests cover the same rules inside one process (test_conn_io.c,
- * test_handshake.c, test_xfer.c); this checks them on the daemon.
+ * test_handshake.c, test_xfer_fail.c); this checks them on the daemon.
  * Exit 0 pass, 1 fail, 77 when UCX cannot start here.
  */
 #include "hostile_raw.h"

@@ -1,7 +1,7 @@
 /*
- * Helpers shared by test_node.c and test_xfer.c: two real nodes in one
- * process over loopback, Llama-like small layout, bounded waits (source
- * blocks also for tests/integration/test_hostile.c).
+ * Helpers shared by test_node.c and the push tests (xfer_ut.h): two real
+ * nodes in one process over loopback, Llama-like small layout, bounded
+ * waits (source blocks also for tests/integration/test_hostile.c).
  */
 #ifndef KVX_TEST_NODE_UT_H
 #define KVX_TEST_NODE_UT_H
