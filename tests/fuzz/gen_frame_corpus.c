@@ -16,57 +16,20 @@
 #include <string.h>
 
 #include "frame_samples_local.h"
+#include "seed_file.h"
 
 #define SEED_MAX 4096
 
 static int write_seed(const char *dir, const char *name, const uint8_t *buf,
                       size_t len)
 {
-    char path[1024];
-    FILE *f;
-    int n = snprintf(path, sizeof(path), "%s/%s.frame", dir, name);
-
-    if (n < 0 || (size_t)n >= sizeof(path)) {
-        fprintf(stderr, "gen_frame_corpus: path too long\n");
-        return -1;
-    }
-    f = fopen(path, "wb");
-    if (f == NULL) {
-        perror(path);
-        return -1;
-    }
-    if (fwrite(buf, 1, len, f) != len) {
-        perror(path);
-        fclose(f);
-        return -1;
-    }
-    return fclose(f) == 0 ? 0 : -1;
+    return seed_file("gen_frame_corpus", 0, dir, name, "frame", buf, len);
 }
 
 static int check_seed(const char *dir, const char *name, const uint8_t *buf,
                       size_t len)
 {
-    uint8_t have[SEED_MAX + 1];
-    char path[1024];
-    size_t n_read;
-    FILE *f;
-    int n = snprintf(path, sizeof(path), "%s/%s.frame", dir, name);
-
-    if (n < 0 || (size_t)n >= sizeof(path)) {
-        return -1;
-    }
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "gen_frame_corpus: %s missing\n", path);
-        return -1;
-    }
-    n_read = fread(have, 1, sizeof(have), f);
-    fclose(f);
-    if (n_read != len || memcmp(have, buf, len) != 0) {
-        fprintf(stderr, "gen_frame_corpus: %s is stale\n", path);
-        return -1;
-    }
-    return 0;
+    return seed_file("gen_frame_corpus", 1, dir, name, "frame", buf, len);
 }
 
 static size_t encode_body(Kvx__V1__Envelope__BodyCase body, uint64_t id,

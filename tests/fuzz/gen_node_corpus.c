@@ -22,6 +22,7 @@
 
 #include "frame_samples_local.h"
 #include "fuzz_node.h"
+#include "seed_file.h"
 
 #define SEED_MAX 8192
 
@@ -35,49 +36,12 @@ typedef int (*emit_fn)(const char *dir, const char *name, const seed_t *s);
 
 static int write_seed(const char *dir, const char *name, const seed_t *s)
 {
-    char path[1024];
-    FILE *f;
-    int n = snprintf(path, sizeof(path), "%s/%s.node", dir, name);
-
-    if (n < 0 || (size_t)n >= sizeof(path)) {
-        return -1;
-    }
-    f = fopen(path, "wb");
-    if (f == NULL) {
-        perror(path);
-        return -1;
-    }
-    if (fwrite(s->buf, 1, s->len, f) != s->len) {
-        perror(path);
-        fclose(f);
-        return -1;
-    }
-    return fclose(f) == 0 ? 0 : -1;
+    return seed_file("gen_node_corpus", 0, dir, name, "node", s->buf, s->len);
 }
 
 static int check_seed(const char *dir, const char *name, const seed_t *s)
 {
-    static uint8_t have[SEED_MAX + 1];
-    char path[1024];
-    size_t n_read;
-    FILE *f;
-    int n = snprintf(path, sizeof(path), "%s/%s.node", dir, name);
-
-    if (n < 0 || (size_t)n >= sizeof(path)) {
-        return -1;
-    }
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "gen_node_corpus: %s missing\n", path);
-        return -1;
-    }
-    n_read = fread(have, 1, sizeof(have), f);
-    fclose(f);
-    if (n_read != s->len || memcmp(have, s->buf, s->len) != 0) {
-        fprintf(stderr, "gen_node_corpus: %s is stale\n", path);
-        return -1;
-    }
-    return 0;
+    return seed_file("gen_node_corpus", 1, dir, name, "node", s->buf, s->len);
 }
 
 static void put(seed_t *s, size_t n, const uint8_t *bytes)

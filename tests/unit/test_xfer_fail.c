@@ -115,6 +115,30 @@ static void test_xfer_sender_abort(void)
     xut_pair_close(&p);
 }
 
+/* A layer-wise push of @p src (2 blocks) as request @p rid; UCX admits
+ * one AM chunk into its first block (a rendezvous receive now running),
+ * then the sender aborts: the push ends ABORTED. Returns the push. */
+static kvx_xfer_h late_chunk_abort(xut_pair_t *p, uint64_t rid,
+                                   const kvx_block_ref_t *src, uint64_t *tag,
+                                   uint64_t *off)
+{
+    kvx_xfer_h x = xut_push(p, rid, src, 2, NULL, 0, KVX_XFER_FLAG_LAYERWISE);
+    kvxi_rx_t *rx;
+
+    nut_spin(p->tx, p->rx, 50);
+    CU_ASSERT_EQUAL_FATAL(x->state, KVXI_XFER_RUNNING);
+    rx = p->rx->rxs;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rx);
+    *tag = rx->tag;
+    *off = (uint64_t)rx->refs[0].block * p->bb;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(kvxi_rx_am_dest(*tag, *off, 4096, p->rx));
+    CU_ASSERT_EQUAL(kvx_xfer_abort(x), KVX_OK);
+    CU_ASSERT_EQUAL(nut_wait_xfer(p->tx, p->rx, x, NUT_WAIT_MS),
+                    KVX_ERR_ABORTED);
+    nut_spin(p->tx, p->rx, 50);
+    return x;
+}
+
 /* An AM chunk admitted into a transfer's block (a rendezvous receive UCX
  * still runs) keeps the block fenced after the transfer fails, even when
  * the sender says it is quiesced, until the chunk is done; only then may
@@ -127,27 +151,15 @@ static void test_xfer_late_am_chunk(void)
     kvx_block_ref_t src[2];
     uint32_t free_rx, n;
     uint64_t tag, off;
-    kvxi_rx_t *rx;
     kvx_xfer_h x;
     xut_pair_t p;
 
     xut_pair_open(&p, &o, &o);
     free_rx = nut_n_free(p.rx);
     nut_make_src(p.tx, 2, src, 16);
-    x = xut_push(&p, 82, src, 2, NULL, 0, KVX_XFER_FLAG_LAYERWISE);
-    nut_spin(p.tx, p.rx, 50);
-    CU_ASSERT_EQUAL_FATAL(x->state, KVXI_XFER_RUNNING);
-    rx = p.rx->rxs;
-    CU_ASSERT_PTR_NOT_NULL_FATAL(rx);
-    tag = rx->tag;
-    off = (uint64_t)rx->refs[0].block * p.bb;
-    /* UCX hands a rendezvous chunk its destination... */
-    CU_ASSERT_PTR_NOT_NULL_FATAL(kvxi_rx_am_dest(tag, off, 4096, p.rx));
-    CU_ASSERT_EQUAL(kvx_xfer_abort(x), KVX_OK);
-    CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_ERR_ABORTED);
-    nut_spin(p.tx, p.rx, 50);
+    x = late_chunk_abort(&p, 82, src, &tag, &off);
     CU_ASSERT_EQUAL(kvx_node_recv(p.rx, 82, 0, NULL, 0, &n), KVX_ERR_ABORTED);
-    /* ...so the blocks stay fenced: no other chunk is admitted */
+    /* the blocks stay fenced: no other chunk is admitted */
     CU_ASSERT_EQUAL(nut_n_free(p.rx), free_rx - 2);
     CU_ASSERT_PTR_NULL(kvxi_rx_am_dest(tag, off, 4096, p.rx));
     /* ...until its data is in */
@@ -158,17 +170,7 @@ static void test_xfer_late_am_chunk(void)
 
     /* a chunk UCX never completes is given up after the grace */
     p.rx->late_grace_ms = 300;
-    x = xut_push(&p, 83, src, 2, NULL, 0, KVX_XFER_FLAG_LAYERWISE);
-    nut_spin(p.tx, p.rx, 50);
-    CU_ASSERT_EQUAL_FATAL(x->state, KVXI_XFER_RUNNING);
-    rx = p.rx->rxs;
-    CU_ASSERT_PTR_NOT_NULL_FATAL(rx);
-    tag = rx->tag;
-    off = (uint64_t)rx->refs[0].block * p.bb;
-    CU_ASSERT_PTR_NOT_NULL_FATAL(kvxi_rx_am_dest(tag, off, 4096, p.rx));
-    CU_ASSERT_EQUAL(kvx_xfer_abort(x), KVX_OK);
-    CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_ERR_ABORTED);
-    nut_spin(p.tx, p.rx, 50);
+    x = late_chunk_abort(&p, 83, src, &tag, &off);
     CU_ASSERT_EQUAL(nut_n_free(p.rx), free_rx - 2);
     CU_ASSERT(xut_wait_free(&p, free_rx));
     CU_ASSERT_EQUAL(p.rx->stats.am_given_up, 1);
