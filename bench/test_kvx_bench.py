@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""kvx-bench baseline smoke test: usage: test_kvx_bench.py KVX_BENCH.
+
+Checks the JSON's shape and that figures are numbers (never their size),
+the exit code 2 of every bad input, and that a missing, failing or hung
+ucx_perftest is reported as absent while memcpy still runs (exit 0)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+BENCH = os.path.abspath(sys.argv[1])
+KEYS = ["am_bw_bytes_per_s", "put_bw_bytes_per_s", "am_lat_usec"]
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def run(args, env=None, timeout=240):
+    p = subprocess.run([BENCH] + args, env=env, capture_output=True,
+                       text=True, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+
+tmp = tempfile.mkdtemp(prefix="kvx-bench-test.")
+try:
+    # 1. real run (figures are numbers when ucx_perftest is installed)
+    out = os.path.join(tmp, "base.json")
+    rc, so, se = run(["baseline", "--sizes", "4K,64K", "--iters", "20",
+                      "--json", out])
+    print(so + se)
+    check(rc == 0, "baseline exits 0")
+    j = load(out)
+    env = j["env"]
+    check(env["transport"] == "tcp" and env["ucx_tls"] == "tcp",
+          "env: transport tcp")
+    check(isinstance(env["ucx_version"], str) and env["ucx_version"],
+          "env: ucx_version")
+    check(isinstance(env["cpu_count"], int) and env["cpu_count"] > 0,
+          "env: cpu_count")
+    check([r["size"] for r in j["results"]] == [4096, 65536], "sizes")
+    have = shutil.which("ucx_perftest") is not None
+    for r in j["results"]:
+        check(is_num(r["memcpy_bytes_per_s"]), "memcpy number at %d" %
+              r["size"])
+        for k in KEYS:
+            if have:
+                check(is_num(r[k]), "%s number at %d" % (k, r["size"]))
+            else:
+                check(r[k] is None, "%s null without perftest" % k)
+
+    # 2. bad input: exit 2 with a message, no run
+    for args in (["baseline", "--transport", "rdma"],
+                 ["baseline", "--sizes", "0"],
+                 ["baseline", "--sizes", "4K,abc"],
+                 ["baseline", "--sizes", "2G"],
+                 ["baseline", "--sizes", "4K,,8K"],
+                 ["baseline", "--sizes", "-4K"],
+                 ["baseline", "--iters", "0"],
+                 ["baseline", "--iters"],
+                 ["baseline", "--bogus"],
+                 ["sweep"], ["model"], ["frobnicate"], []):
+        rc, so, se = run(args)
+        check(rc == 2 and se.strip() != "", "exit 2: %s (%s)" %
+              (" ".join(args), se.strip().splitlines()[0] if se else ""))
+    rc, so, se = run(["sweep"])
+    check("not implemented yet" in se, "sweep: not implemented yet")
+
+    # 3. ucx_perftest not on PATH: absent, memcpy still runs, exit 0
+    out = os.path.join(tmp, "noperf.json")
+    empty = os.path.join(tmp, "empty")
+    os.mkdir(empty)
+    rc, so, se = run(["baseline", "--sizes", "4K", "--iters", "5",
+                      "--json", out], env={"PATH": empty})
+    print(so + se)
+    check(rc == 0, "no perftest: exit 0")
+    check("ucx_perftest not found" in so, "no perftest: said so")
+    r = load(out)["results"][0]
+    check(all(r[k] is None for k in KEYS), "no perftest: figures null")
+    check(r["absent"].get("ucp_am_bw") == "ucx_perftest not found",
+          "no perftest: reason in JSON")
+    check(is_num(r["memcpy_bytes_per_s"]), "no perftest: memcpy runs")
+
+    # 4. a failing, then a hung ucx_perftest: absent, killed, exit 0
+    for name, body, want in (("fail", "echo broken >&2; exit 3", "exit 3"),
+                             ("hang", "exec sleep 300", "timed out")):
+        d = os.path.join(tmp, name)
+        os.mkdir(d)
+        with open(os.path.join(d, "ucx_perftest"), "w") as f:
+            f.write("#!/bin/sh\n" + body + "\n")
+        os.chmod(os.path.join(d, "ucx_perftest"), 0o755)
+        out = os.path.join(tmp, name + ".json")
+        rc, so, se = run(["baseline", "--sizes", "4K", "--iters", "5",
+                          "--timeout", "1", "--json", out],
+                         env={"PATH": d + ":/usr/bin:/bin"}, timeout=60)
+        print(so + se)
+        r = load(out)["results"][0]
+        check(rc == 0 and all(r[k] is None for k in KEYS),
+              "%s perftest: absent, exit 0" % name)
+        check(want in r["absent"].get("ucp_put_bw", ""),
+              "%s perftest: reason '%s'" % (name, want))
+        check(is_num(r["memcpy_bytes_per_s"]), "%s perftest: memcpy" % name)
+finally:
+    shutil.rmtree(tmp)
+
+print("%d failure(s)" % len(failures))
+sys.exit(1 if failures else 0)
