@@ -126,6 +126,11 @@ struct kvx_xfer {
     kvxi_xfer_post_t *post_list;
     uint64_t deadline_ns;
     uint64_t t_start, t_end;
+    /* Phase timestamps (kvxi_node_now_ns; 0: not reached): the successful
+       AllocateReply, every write flushed (Commit about to go out), the
+       Commit sent, its CommitAck; post_ns sums time inside the posts. */
+    uint64_t t_alloc, t_data, t_commit, t_commit_ack;
+    uint64_t post_ns;
     uint64_t bytes_sent;
     uint32_t segments;
     kvx_transport_t transport;

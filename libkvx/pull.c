@@ -224,6 +224,7 @@ void kvxi_pull_on_reply(struct kvx_xfer *x, const kvxi_envelope_t *env)
         kvxi_pull_stop(x, status);
         return;
     }
+    x->t_alloc = kvxi_node_now_ns();
     if (x->n_miss == 0) {
         status = kvxi_rx_pull_commit(x->rx);
         kvxi_pull_rx_done(x, status);

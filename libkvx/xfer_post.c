@@ -52,6 +52,7 @@ kvx_status_t kvxi_xfer_post(struct kvx_xfer *x, kvxi_ucx_dir_t dir,
     kvxi_xfer_post_t *p = calloc(1, sizeof(*p));
     kvxi_ucx_post_params_t pp = {.dir = dir};
     kvx_status_t status;
+    uint64_t t0;
 
     if (p == NULL) {
         return KVX_ERR_NO_MEMORY;
@@ -75,7 +76,9 @@ kvx_status_t kvxi_xfer_post(struct kvx_xfer *x, kvxi_ucx_dir_t dir,
     pp.transfer_id = transfer_id;
     pp.cb = cb;
     pp.arg = p;
+    t0 = kvxi_node_now_ns();
     status = kvxi_ucx_post(x->peer->ep, &pp, &p->post);
+    x->post_ns += kvxi_node_now_ns() - t0;
     if (status != KVX_OK) {
         free(p->segs);
         free(p);
@@ -101,9 +104,12 @@ static void xfer_send_commit(struct kvx_xfer *x)
     Kvx__V1__BlockRefs refs = KVX__V1__BLOCK_REFS__INIT;
     uint32_t *gens = malloc(x->n_miss * sizeof(*gens));
     uint64_t *sums = NULL;
-    uint64_t left = (x->deadline_ns - kvxi_node_now_ns()) / 1000;
+    uint64_t left;
     kvx_status_t status;
     uint32_t j = 0;
+
+    x->t_data = kvxi_node_now_ns(); /* every post completed, flushed */
+    left = (x->deadline_ns - x->t_data) / 1000;
 
     if (x->flags & KVX_XFER_FLAG_CHECKSUM) {
         sums = malloc(x->n_miss * sizeof(*sums));
@@ -141,6 +147,7 @@ static void xfer_send_commit(struct kvx_xfer *x)
     env.deadline_us = left > 0 ? left : 1;
     env.body_case = KVX__V1__ENVELOPE__BODY_COMMIT;
     env.commit = &c;
+    x->t_commit = kvxi_node_now_ns();
     status = kvxi_peer_send(x->peer, &env);
     free(gens);
     free(sums);

@@ -174,6 +174,7 @@ void kvxi_xfer_on_reply(struct kvx_peer *peer, struct kvx_xfer *x,
         kvxi_xfer_stop(x, status, 1);
         return;
     }
+    x->t_alloc = kvxi_node_now_ns();
     peer->node->stats.dedupe_hit_blocks += x->n_hit;
     x->transport = peer->transport;
     if (x->n_miss == 0) {
@@ -211,6 +212,7 @@ void kvxi_xfer_on_commit_ack(struct kvx_peer *peer, const kvxi_envelope_t *env)
     if (x == NULL || x->state != KVXI_XFER_COMMITTING) {
         return;
     }
+    x->t_commit_ack = kvxi_node_now_ns();
     status = kvxi_status_from_wire(a->status);
     x->checksum_mismatches = a->checksum_mismatches;
     if (status == KVX_ERR_CORRUPT) {
@@ -421,6 +423,12 @@ kvx_status_t kvx_xfer_wait(kvx_xfer_h x, uint32_t timeout_ms)
     return x->status;
 }
 
+/* to - from, or 0 when either end was not reached. */
+static uint64_t xfer_span_ns(uint64_t from, uint64_t to)
+{
+    return from != 0 && to >= from ? to - from : 0;
+}
+
 kvx_status_t kvx_xfer_query(kvx_xfer_h x, kvx_xfer_attr_t *attr)
 {
     if (x == NULL || attr == NULL) {
@@ -438,6 +446,10 @@ kvx_status_t kvx_xfer_query(kvx_xfer_h x, kvx_xfer_attr_t *attr)
     attr->elapsed_ns =
         (x->status != KVX_INPROGRESS ? x->t_end : kvxi_node_now_ns()) -
         x->t_start;
+    attr->alloc_ns = xfer_span_ns(x->t_start, x->t_alloc);
+    attr->post_ns = x->post_ns;
+    attr->data_ns = xfer_span_ns(x->t_alloc, x->t_data);
+    attr->commit_ns = xfer_span_ns(x->t_commit, x->t_commit_ack);
     return KVX_OK;
 }
 

@@ -382,6 +382,24 @@ typedef struct kvx_xfer_attr {
     uint32_t checksum_mismatches; /**< CHECKSUM: blocks the receiver found
                                        corrupt (then status is
                                        KVX_ERR_CORRUPT) */
+    /* Phases of a push, on the clock of elapsed_ns
+       (kvx_clock_monotonic_ns), each 0 when the phase did not happen or
+       has not ended yet: a refused or failed allocation leaves all four 0;
+       every block hit leaves post_ns, data_ns and commit_ns 0; a failure
+       while writing leaves data_ns and commit_ns 0, one before the
+       CommitAck commit_ns. alloc_ns + data_ns + commit_ns <= elapsed_ns
+       (between them: the checksums and the Commit's encoding). Pulls fill
+       alloc_ns (start until the holder's AllocateReply) and post_ns (their
+       RMA gets; 0 over AM, where the holder writes) and leave data_ns and
+       commit_ns 0. kvx_client_xfer_query() leaves all four 0. */
+    uint64_t alloc_ns;  /**< start until the receiver's allocation answer
+                             (AllocateReply) */
+    uint64_t post_ns;   /**< time spent inside the data-path posts (sum
+                             over all posts) */
+    uint64_t data_ns;   /**< allocation answer until every write completed
+                             (flushed); LAYERWISE: includes waiting for
+                             the announcements */
+    uint64_t commit_ns; /**< Commit sent until its answer (CommitAck) */
 } kvx_xfer_attr_t;
 
 /**

@@ -32,6 +32,12 @@ static void push_roundtrip(const char *tls, kvx_transport_t force,
     CU_ASSERT_EQUAL(attr.blocks_sent, 48);
     CU_ASSERT_EQUAL(attr.blocks_hit, 0);
     CU_ASSERT_EQUAL(attr.bytes_sent, 48 * p.bb);
+    /* Every phase happened, in order, within the whole. */
+    CU_ASSERT(attr.alloc_ns > 0);
+    CU_ASSERT(attr.post_ns > 0);
+    CU_ASSERT(attr.data_ns > 0);
+    CU_ASSERT(attr.commit_ns > 0);
+    CU_ASSERT(attr.alloc_ns + attr.data_ns + attr.commit_ns <= attr.elapsed_ns);
     if (tput != NULL && attr.elapsed_ns > 0) {
         *tput = (double)attr.bytes_sent / (double)attr.elapsed_ns;
     }
@@ -91,6 +97,20 @@ static void test_xfer_dedupe(void)
     kvx_xfer_release(x);
     xut_check_recv(&p, 2, src, 6);
     CU_ASSERT_EQUAL(p.rx->stats.dedupe_hit_blocks, 4);
+    /* Every block hits: allocation only, no data phase, no Commit. */
+    x = xut_push(&p, 3, src, 6, keys, 0, 0);
+    CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_OK);
+    kvx_xfer_query(x, &attr);
+    CU_ASSERT_EQUAL(attr.blocks_hit, 6);
+    CU_ASSERT_EQUAL(attr.bytes_sent, 0);
+    CU_ASSERT(attr.alloc_ns > 0);
+    CU_ASSERT(attr.alloc_ns <= attr.elapsed_ns);
+    CU_ASSERT_EQUAL(attr.post_ns, 0);
+    CU_ASSERT_EQUAL(attr.data_ns, 0);
+    CU_ASSERT_EQUAL(attr.commit_ns, 0);
+    kvx_xfer_release(x);
+    xut_check_recv(&p, 3, src, 6);
+    CU_ASSERT_EQUAL(p.rx->stats.dedupe_hit_blocks, 10);
     nut_unpin_all(p.tx, src, 6);
     xut_pair_close(&p);
 }
