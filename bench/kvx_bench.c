@@ -1,9 +1,13 @@
 /*
  * kvx-bench: kvx's figures next to the raw transport's, in one run (issue 4).
- * Only `baseline` so far: per size, ucx_perftest ucp_am_bw, ucp_put_bw and
- * ucp_am_lat on 127.0.0.1, and a memcpy. See docs/performance.md.
+ * `baseline`: per size, ucx_perftest ucp_am_bw, ucp_put_bw and ucp_am_lat on
+ * 127.0.0.1, and a memcpy; `sweep` (bench_sweep.c): kvx pushes per chunk
+ * size, batch and block pattern, with the ratio to the raw figure. `model`
+ * is not implemented yet. See docs/performance.md.
  */
 #include "bench_baseline.h"
+#include "bench_sweep.h"
+#include "bench_util.h"
 
 #include <ucp/api/ucp.h>
 
@@ -40,113 +44,13 @@ static void usage(FILE *f)
                "[--sizes 4K,64K,1M,4M]\n"
                "                          [--iters N] [--timeout S] "
                "[--json FILE]\n"
+               "       kvx-bench sweep --help\n"
                "       kvx-bench --help\n"
                "  baseline  ucx_perftest (ucp_am_bw, ucp_put_bw, ucp_am_lat) "
                "and memcpy per size\n"
-               "  sweep, model: not implemented yet\n");
-}
-
-static int bad(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "kvx-bench: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n");
-    return 2;
-}
-
-/* One size: decimal bytes with an optional K, M or G (binary) suffix. */
-static int parse_size(const char *s, size_t *size_p)
-{
-    char *end;
-    unsigned long long v;
-    int shift = 0;
-
-    if (*s < '0' || *s > '9') {
-        return -1;
-    }
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    switch (*end) {
-    case 'k':
-    case 'K':
-        shift = 10;
-        end++;
-        break;
-    case 'm':
-    case 'M':
-        shift = 20;
-        end++;
-        break;
-    case 'g':
-    case 'G':
-        shift = 30;
-        end++;
-        break;
-    default: break;
-    }
-    if (errno != 0 || *end != '\0' || v == 0 || v > (MAX_SIZE >> shift)) {
-        return -1;
-    }
-    *size_p = (size_t)v << shift;
-    return 0;
-}
-
-static int parse_sizes(const char *list, baseline_opts_t *o)
-{
-    char item[32];
-    const char *p = list;
-
-    o->nsizes = 0;
-    for (;;) {
-        size_t n = strcspn(p, ",");
-
-        if (n == 0 || n >= sizeof(item) || o->nsizes == MAX_SIZES) {
-            return -1;
-        }
-        memcpy(item, p, n);
-        item[n] = '\0';
-        if (parse_size(item, &o->sizes[o->nsizes++]) < 0) {
-            return -1;
-        }
-        if (p[n] == '\0') {
-            return 0;
-        }
-        p += n + 1;
-    }
-}
-
-static int parse_ulong(const char *s, unsigned long max, unsigned long *v_p)
-{
-    char *end;
-
-    if (*s < '0' || *s > '9') {
-        return -1;
-    }
-    errno = 0;
-    *v_p = strtoul(s, &end, 10);
-    return (errno || *end || *v_p == 0 || *v_p > max) ? -1 : 0;
-}
-
-/* --name VALUE or --name=VALUE at argv[*i]; NULL if argv[*i] is not it. */
-static const char *opt_arg(int argc, char **argv, int *i, const char *name,
-                           int *missing_p)
-{
-    size_t n = strlen(name);
-
-    if (strncmp(argv[*i], name, n) != 0) {
-        return NULL;
-    }
-    if (argv[*i][n] == '=') {
-        return argv[*i] + n + 1;
-    }
-    if (argv[*i][n] != '\0') {
-        return NULL;
-    }
-    if (*i + 1 >= argc) {
-        *missing_p = 1;
-        return NULL;
-    }
-    return argv[++*i];
+               "  sweep     kvx push per chunk size x batch x pattern, with "
+               "its ratio to ucx_perftest\n"
+               "  model: not implemented yet\n");
 }
 
 static int parse_baseline(int argc, char **argv, baseline_opts_t *o)
@@ -155,57 +59,45 @@ static int parse_baseline(int argc, char **argv, baseline_opts_t *o)
     int i, missing = 0;
 
     for (i = 2; i < argc; i++) {
-        if ((v = opt_arg(argc, argv, &i, "--transport", &missing))) {
-            if (strcmp(v, "tcp") == 0) {
-                o->tls = "tcp";
-            } else if (strcmp(v, "shm") == 0) {
-                o->tls = "posix,sysv,cma,self";
-            } else {
-                return bad("unknown transport '%s' (tcp or shm)", v);
+        if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--transport", &missing))) {
+            if (kvxi_bench_parse_transport(v, &o->transport, &o->tls) < 0) {
+                return kvxi_bench_bad("unknown transport '%s' (tcp or shm)", v);
             }
-            o->transport = v;
-        } else if ((v = opt_arg(argc, argv, &i, "--sizes", &missing))) {
-            if (parse_sizes(v, o) < 0) {
-                return bad("bad size list '%s': sizes are 1 byte to 1G, "
-                           "e.g. 4K,64K,1M (at most 32)",
-                           v);
+        } else if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--sizes",
+                                           &missing))) {
+            if (kvxi_bench_parse_list(v, MAX_SIZE, o->sizes, MAX_SIZES,
+                                      &o->nsizes) < 0) {
+                return kvxi_bench_bad(
+                    "bad size list '%s': sizes are 1 byte to 1G, "
+                    "e.g. 4K,64K,1M (at most 32)",
+                    v);
             }
-        } else if ((v = opt_arg(argc, argv, &i, "--iters", &missing))) {
-            if (parse_ulong(v, MAX_ITERS, &o->iters) < 0) {
-                return bad("bad --iters '%s': 1 to 10000000", v);
+        } else if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--iters",
+                                           &missing))) {
+            if (kvxi_bench_parse_ulong(v, MAX_ITERS, &o->iters) < 0) {
+                return kvxi_bench_bad("bad --iters '%s': 1 to 10000000", v);
             }
-        } else if ((v = opt_arg(argc, argv, &i, "--timeout", &missing))) {
-            if (parse_ulong(v, 3600, &o->timeout_s) < 0) {
-                return bad("bad --timeout '%s': 1 to 3600 seconds", v);
+        } else if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--timeout",
+                                           &missing))) {
+            if (kvxi_bench_parse_ulong(v, 3600, &o->timeout_s) < 0) {
+                return kvxi_bench_bad("bad --timeout '%s': 1 to 3600 seconds",
+                                      v);
             }
-        } else if ((v = opt_arg(argc, argv, &i, "--json", &missing))) {
+        } else if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--json",
+                                           &missing))) {
             o->json = v;
         } else if (missing) {
-            return bad("%s needs a value", argv[i]);
+            return kvxi_bench_bad("%s needs a value", argv[i]);
         } else if (strcmp(argv[i], "--help") == 0 ||
                    strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             exit(0);
         } else {
-            return bad("unknown option '%s' (see kvx-bench --help)", argv[i]);
+            return kvxi_bench_bad("unknown option '%s' (see kvx-bench --help)",
+                                  argv[i]);
         }
     }
     return 0;
-}
-
-/* 4096 -> "4K", 1048576 -> "1M", 1000 -> "1000" */
-static const char *size_str(size_t size, char *buf, size_t len)
-{
-    if (size >= (1 << 30) && size % (1 << 30) == 0) {
-        snprintf(buf, len, "%zuG", size >> 30);
-    } else if (size >= (1 << 20) && size % (1 << 20) == 0) {
-        snprintf(buf, len, "%zuM", size >> 20);
-    } else if (size >= (1 << 10) && size % (1 << 10) == 0) {
-        snprintf(buf, len, "%zuK", size >> 10);
-    } else {
-        snprintf(buf, len, "%zu", size);
-    }
-    return buf;
 }
 
 static void print_table(const baseline_opts_t *o, const bench_row_t *rows,
@@ -220,7 +112,7 @@ static void print_table(const baseline_opts_t *o, const bench_row_t *rows,
     printf("%8s %14s %14s %12s %14s\n", "size", "am_bw MiB/s", "put_bw MiB/s",
            "am_lat usec", "memcpy MiB/s");
     for (r = 0; r < o->nsizes; r++) {
-        printf("%8s", size_str(rows[r].size, sz, sizeof(sz)));
+        printf("%8s", kvxi_bench_size_str(rows[r].size, sz, sizeof(sz)));
         for (t = 0; t < KVXI_PT_COUNT; t++) {
             const kvxi_pt_result_t *p = &rows[r].pt[t];
             int w = kvxi_pt_is_latency((kvxi_pt_test_t)t) ? 12 : 14;
@@ -244,26 +136,11 @@ static void print_table(const baseline_opts_t *o, const bench_row_t *rows,
             if (!rows[r].pt[t].present) {
                 printf("absent: %s at %s: %s\n",
                        kvxi_pt_test_name((kvxi_pt_test_t)t),
-                       size_str(rows[r].size, sz, sizeof(sz)),
+                       kvxi_bench_size_str(rows[r].size, sz, sizeof(sz)),
                        rows[r].pt[t].why);
             }
         }
     }
-}
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') {
-            fprintf(f, "\\%c", *s);
-        } else if ((unsigned char)*s < 0x20) {
-            fprintf(f, "\\u%04x", (unsigned char)*s);
-        } else {
-            fputc(*s, f);
-        }
-    }
-    fputc('"', f);
 }
 
 static const char *const json_keys[KVXI_PT_COUNT] = {
@@ -272,23 +149,13 @@ static const char *const json_keys[KVXI_PT_COUNT] = {
 static int write_json(const baseline_opts_t *o, const bench_row_t *rows,
                       long cpus)
 {
-    FILE *f = fopen(o->json, "w");
+    FILE *f =
+        kvxi_bench_json_open(o->json, "baseline", o->transport, o->tls, cpus);
     int r, t;
 
     if (f == NULL) {
-        fprintf(stderr, "kvx-bench: cannot write %s: %s\n", o->json,
-                strerror(errno));
         return -1;
     }
-    fprintf(f, "{\n  \"tool\": \"kvx-bench\",\n  \"command\": \"baseline\",\n"
-               "  \"env\": {\"transport\": ");
-    json_str(f, o->transport);
-    fprintf(f, ", \"ucx_tls\": ");
-    json_str(f, o->tls);
-    fprintf(f, ", \"ucx_net_devices\": \"lo\", \"ucx_version\": ");
-    json_str(f, ucp_get_version_string());
-    fprintf(f, ", \"cpu_count\": %ld, \"kvx_version\": \"%s\"},\n", cpus,
-            KVX_VERSION_STRING);
     fprintf(f, "  \"iters\": %lu,\n  \"results\": [\n", o->iters);
     for (r = 0; r < o->nsizes; r++) {
         const bench_row_t *row = &rows[r];
@@ -313,7 +180,7 @@ static int write_json(const baseline_opts_t *o, const bench_row_t *rows,
             if (!row->pt[t].present) {
                 fprintf(f, "%s\"%s\": ", absent++ > 1 ? ", " : "",
                         kvxi_pt_test_name((kvxi_pt_test_t)t));
-                json_str(f, row->pt[t].why);
+                kvxi_bench_json_str(f, row->pt[t].why);
             }
         }
         fprintf(f, "}}%s\n", r + 1 < o->nsizes ? "," : "");
@@ -345,7 +212,7 @@ static int run_baseline(const baseline_opts_t *o)
             if (progress) {
                 fprintf(stderr, "\r[%d/%d] %s %s ...   ", ++step, steps,
                         kvxi_pt_test_name((kvxi_pt_test_t)t),
-                        size_str(o->sizes[r], sz, sizeof(sz)));
+                        kvxi_bench_size_str(o->sizes[r], sz, sizeof(sz)));
             }
             if (found) {
                 kvxi_pt_run(exe, o->tls, (kvxi_pt_test_t)t, o->sizes[r],
@@ -357,7 +224,7 @@ static int run_baseline(const baseline_opts_t *o)
         }
         if (progress) {
             fprintf(stderr, "\r[%d/%d] memcpy %s ...        ", ++step, steps,
-                    size_str(o->sizes[r], sz, sizeof(sz)));
+                    kvxi_bench_size_str(o->sizes[r], sz, sizeof(sz)));
         }
         rows[r].memcpy_bps = kvxi_bench_memcpy_bps(o->sizes[r]);
     }
@@ -391,11 +258,17 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (strcmp(argv[1], "sweep") == 0 || strcmp(argv[1], "model") == 0) {
-        return bad("'%s' is not implemented yet (only 'baseline' is)", argv[1]);
+    if (strcmp(argv[1], "sweep") == 0) {
+        return kvxi_sweep_main(argc, argv);
+    }
+    if (strcmp(argv[1], "model") == 0) {
+        return kvxi_bench_bad("'%s' is not implemented yet (baseline and "
+                              "sweep are)",
+                              argv[1]);
     }
     if (strcmp(argv[1], "baseline") != 0) {
-        return bad("unknown command '%s' (see kvx-bench --help)", argv[1]);
+        return kvxi_bench_bad("unknown command '%s' (see kvx-bench --help)",
+                              argv[1]);
     }
     rc = parse_baseline(argc, argv, &o);
     return rc != 0 ? rc : run_baseline(&o);

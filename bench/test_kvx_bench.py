@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""kvx-bench baseline smoke test: usage: test_kvx_bench.py KVX_BENCH.
+"""kvx-bench smoke test: usage: test_kvx_bench.py KVX_BENCH.
 
-Checks the JSON's shape and that figures are numbers (never their size),
-the exit code 2 of every bad input, and that a missing, failing or hung
-ucx_perftest is reported as absent while memcpy still runs (exit 0)."""
+baseline: checks the JSON's shape and that figures are numbers (never their
+size), the exit code 2 of every bad input, and that a missing, failing or
+hung ucx_perftest is reported as absent while memcpy still runs (exit 0).
+sweep: a tiny push run with --check over tcp and shm (a row per combo,
+positive figures, no baseline -> ratio null), its bad inputs (exit 2)."""
 import json
 import os
 import shutil
@@ -74,12 +76,52 @@ try:
                  ["baseline", "--iters", "0"],
                  ["baseline", "--iters"],
                  ["baseline", "--bogus"],
-                 ["sweep"], ["model"], ["frobnicate"], []):
+                 ["sweep", "--batches", "0"],
+                 ["sweep", "--batches", "1,x"],
+                 ["sweep", "--chunks", "0"],
+                 ["sweep", "--chunks", "128M"],
+                 ["sweep", "--chunks", "100"],
+                 ["sweep", "--pattern", "zigzag"],
+                 ["sweep", "--transport", "rdma"],
+                 ["sweep", "--iters", "0"],
+                 ["sweep", "--json"],
+                 ["sweep", "--bogus"],
+                 ["model"], ["frobnicate"], []):
         rc, so, se = run(args)
         check(rc == 2 and se.strip() != "", "exit 2: %s (%s)" %
               (" ".join(args), se.strip().splitlines()[0] if se else ""))
-    rc, so, se = run(["sweep"])
-    check("not implemented yet" in se, "sweep: not implemented yet")
+    rc, so, se = run(["model"])
+    check("not implemented yet" in se, "model: not implemented yet")
+
+    # 2b. sweep: tiny push runs with checksums, every combo a row
+    for tr in ("tcp", "shm"):
+        out = os.path.join(tmp, "sweep-%s.json" % tr)
+        rc, so, se = run(["sweep", "--transport", tr, "--chunks", "4K,64K",
+                          "--batches", "1,8", "--iters", "3", "--check",
+                          "--no-baseline", "--json", out], timeout=120)
+        print(so + se)
+        check(rc == 0, "sweep %s exits 0" % tr)
+        j = load(out)
+        check(j["command"] == "sweep" and j["env"]["transport"] == tr and
+              j["check"] is True and j["baseline_test"] is None,
+              "sweep %s: header" % tr)
+        combos = sorted((r["chunk"], r["batch"], r["pattern"])
+                        for r in j["results"])
+        check(combos == sorted((c, b, p) for c in (4096, 65536)
+                               for b in (1, 8)
+                               for p in ("contig", "scatter")),
+              "sweep %s: a row per combo" % tr)
+        for r in j["results"]:
+            what = "sweep %s %d x %d %s" % (tr, r["chunk"], r["batch"],
+                                            r["pattern"])
+            check(r["bytes"] == r["chunk"] * r["batch"] and
+                  is_num(r["bytes_per_s"]) and is_num(r["lat_p50_ns"]) and
+                  is_num(r["lat_p99_ns"]), what + ": figures")
+            check(all(is_num(r[k + "_p50_ns"])
+                      for k in ("alloc", "data", "commit")),
+                  what + ": phases")
+            check(r["ratio"] is None and r["baseline_bytes_per_s"] is None,
+                  what + ": no baseline, ratio null")
 
     # 3. ucx_perftest not on PATH: absent, memcpy still runs, exit 0
     out = os.path.join(tmp, "noperf.json")
