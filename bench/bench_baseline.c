@@ -20,8 +20,8 @@
 /* How long a finished client's server may take to exit on its own. */
 #define SERVER_GRACE_S 5.0
 
-static const char *const pt_names[KVXI_PT_COUNT] = {"ucp_am_bw", "ucp_put_bw",
-                                                    "ucp_am_lat"};
+static const char *const pt_names[KVXI_PT_COUNT + 1] = {
+    "ucp_am_bw", "ucp_put_bw", "ucp_am_lat", "ucp_get"};
 
 typedef struct child {
     pid_t pid;

@@ -14,7 +14,8 @@ typedef enum {
     KVXI_PT_AM_BW,
     KVXI_PT_PUT_BW,
     KVXI_PT_AM_LAT,
-    KVXI_PT_COUNT
+    KVXI_PT_COUNT,              /* the tests of `kvx-bench baseline` end here */
+    KVXI_PT_GET = KVXI_PT_COUNT /* ucp_get: sweep's pulls over shm only */
 } kvxi_pt_test_t;
 
 typedef struct kvxi_pt_result {
@@ -23,7 +24,7 @@ typedef struct kvxi_pt_result {
     char why[192]; /* why the figure is absent */
 } kvxi_pt_result_t;
 
-/* "ucp_am_bw", "ucp_put_bw", "ucp_am_lat" */
+/* "ucp_am_bw", "ucp_put_bw", "ucp_am_lat", "ucp_get" */
 const char *kvxi_pt_test_name(kvxi_pt_test_t test);
 
 /* 1 when TEST reports a latency (usec), 0 for a bandwidth (bytes/s) */

@@ -1,6 +1,7 @@
 /*
- * kvx-bench sweep: options, the baseline at each chunk size, the table and
- * the JSON. The pushes themselves are in bench_sweep_run.c.
+ * kvx-bench sweep: options, the baseline at each chunk size and the table.
+ * The pushes are in bench_sweep_run.c, the pulls in bench_sweep_pull.c, the
+ * JSON in bench_sweep_json.c, the plot in bench_sweep_plot.c.
  */
 #include "bench_baseline.h"
 #include "bench_sweep.h"
@@ -26,14 +27,19 @@ static void usage(FILE *f)
                "[--chunks 4K,64K,1M,4M]\n"
                "                       [--batches 1,16,256] "
                "[--pattern contig|scatter|both]\n"
-               "                       [--iters N] [--check] [--no-baseline] "
-               "[--json FILE]\n"
+               "                       [--dir push|pull|both] [--iters N] "
+               "[--check] [--no-baseline]\n"
+               "                       [--json FILE] [--plot FILE.png|.svg]\n"
                "  kvx pushes of BATCH blocks of CHUNK bytes to a forked target "
-               "node on 127.0.0.1;\n"
-               "  per row: bandwidth, latency p50/p99, phase p50s, and the "
-               "ratio to ucx_perftest\n"
-               "  (ucp_am_bw over tcp, ucp_put_bw over shm) at the chunk size. "
-               "Pull: not implemented yet.\n");
+               "node on 127.0.0.1,\n"
+               "  or pulls of BATCH blocks it published; per row: bandwidth, "
+               "latency p50/p99,\n"
+               "  phase p50s, and the ratio to ucx_perftest at the chunk size "
+               "(tcp: ucp_am_bw;\n"
+               "  shm: ucp_put_bw for pushes, ucp_get for pulls). Pulls run "
+               "without library\n"
+               "  checksums (not supported): --check compares their bytes "
+               "instead.\n");
 }
 
 static int parse(int argc, char **argv, kvxi_sweep_opts_t *o)
@@ -79,6 +85,26 @@ static int parse(int argc, char **argv, kvxi_sweep_opts_t *o)
                                       "or both)",
                                       v);
             }
+        } else if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--dir",
+                                           &missing))) {
+            o->push = strcmp(v, "push") == 0 || strcmp(v, "both") == 0;
+            o->pull = strcmp(v, "pull") == 0 || strcmp(v, "both") == 0;
+            if (!o->push && !o->pull) {
+                return kvxi_bench_bad("unknown direction '%s' (push, pull or "
+                                      "both)",
+                                      v);
+            }
+        } else if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--plot",
+                                           &missing))) {
+            size_t l = strlen(v);
+
+            if (l < 5 || (strcmp(v + l - 4, ".png") != 0 &&
+                          strcmp(v + l - 4, ".svg") != 0)) {
+                return kvxi_bench_bad("bad --plot '%s': a file ending in .png "
+                                      "or .svg",
+                                      v);
+            }
+            o->plot = v;
         } else if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--iters",
                                            &missing))) {
             if (kvxi_bench_parse_ulong(v, MAX_ITERS, &o->iters) < 0) {
@@ -106,66 +132,106 @@ static int parse(int argc, char **argv, kvxi_sweep_opts_t *o)
     return 0;
 }
 
-static kvxi_pt_test_t base_test(const kvxi_sweep_opts_t *o)
+/* The raw figure for PULL rows (else pushes) */
+kvxi_pt_test_t kvxi_sweep_base_test(const kvxi_sweep_opts_t *o, int pull)
 {
-    return strcmp(o->transport, "shm") == 0 ? KVXI_PT_PUT_BW : KVXI_PT_AM_BW;
+    if (strcmp(o->transport, "shm") != 0) {
+        return KVXI_PT_AM_BW;
+    }
+    return pull ? KVXI_PT_GET : KVXI_PT_PUT_BW;
 }
 
-/* The baseline at each chunk size; absent ones say why. */
-static void run_baseline(const kvxi_sweep_opts_t *o, kvxi_pt_result_t *base)
+/* The baseline of each direction run at each chunk size; absent ones say
+ * why. One test serving both directions runs once. */
+static void run_baseline(const kvxi_sweep_opts_t *o,
+                         kvxi_pt_result_t base[2][KVXI_SWEEP_MAX])
 {
     char exe[4096], sz[32];
     int found = kvxi_bench_find_on_path(PERFTEST, exe, sizeof(exe)) == 0;
 
-    for (int c = 0; c < o->nchunks; c++) {
-        memset(&base[c], 0, sizeof(base[c]));
-        if (!o->baseline) {
-            snprintf(base[c].why, sizeof(base[c].why), "--no-baseline");
-        } else if (!found) {
-            snprintf(base[c].why, sizeof(base[c].why), PERFTEST " not found");
-        } else {
-            if (o->progress) {
-                fprintf(stderr, "\rsweep: baseline %s %s ...      ",
-                        kvxi_pt_test_name(base_test(o)),
-                        kvxi_bench_size_str(o->chunks[c], sz, sizeof(sz)));
+    for (int d = 0, c = 0; d < 2; d++, c = 0) {
+        if (d == 1 && o->push &&
+            kvxi_sweep_base_test(o, 1) == kvxi_sweep_base_test(o, 0)) {
+            memcpy(base[1], base[0], sizeof(base[0]));
+            break;
+        }
+        for (; (d ? o->pull : o->push) && c < o->nchunks; c++) {
+            kvxi_pt_test_t t = kvxi_sweep_base_test(o, d);
+
+            memset(&base[d][c], 0, sizeof(base[d][c]));
+            if (!o->baseline) {
+                snprintf(base[d][c].why, sizeof(base[d][c].why),
+                         "--no-baseline");
+            } else if (!found) {
+                snprintf(base[d][c].why, sizeof(base[d][c].why),
+                         PERFTEST " not found");
+            } else {
+                if (o->progress) {
+                    fprintf(stderr, "\rsweep: baseline %s %s ...      ",
+                            kvxi_pt_test_name(t),
+                            kvxi_bench_size_str(o->chunks[c], sz, sizeof(sz)));
+                }
+                kvxi_pt_run(exe, o->tls, t, o->chunks[c], BASE_ITERS,
+                            BASE_TIMEOUT_S, &base[d][c]);
             }
-            kvxi_pt_run(exe, o->tls, base_test(o), o->chunks[c], BASE_ITERS,
-                        BASE_TIMEOUT_S, &base[c]);
         }
     }
 }
 
-static double ratio(const kvxi_sweep_row_t *r, const kvxi_pt_result_t *b)
+const char *kvxi_sweep_dir_name(const kvxi_sweep_opts_t *o)
+{
+    return o->push && o->pull ? "push+pull" : o->pull ? "pull" : "push";
+}
+
+double kvxi_sweep_ratio(const kvxi_sweep_row_t *r, const kvxi_pt_result_t *b)
 {
     return b->present && b->value > 0 ? r->bps / b->value : -1;
 }
 
 static void print_table(const kvxi_sweep_opts_t *o,
                         const kvxi_sweep_row_t *rows, int nrows,
-                        const kvxi_pt_result_t *base, long cpus)
+                        const kvxi_pt_result_t base[2][KVXI_SWEEP_MAX],
+                        long cpus)
 {
     char sz[32];
-    int r, p;
+    int r, p, d;
 
-    printf("kvx-bench sweep: push, transport %s (UCX_TLS=%s), UCX %s, %ld "
-           "CPUs, %lu iterations, checksums %s; baseline %s\n",
-           o->transport, o->tls, ucp_get_version_string(), cpus, o->iters,
-           o->check ? "on" : "off",
-           o->baseline ? kvxi_pt_test_name(base_test(o)) : "off");
-    printf("%6s %6s %8s %5s %10s %10s %10s", "chunk", "batch", "pattern",
-           "path", "MiB/s", "p50 usec", "p99 usec");
+    printf("kvx-bench sweep: %s, transport %s (UCX_TLS=%s), UCX %s, %ld "
+           "CPUs, %lu iterations, checksums %s; baseline ",
+           kvxi_sweep_dir_name(o), o->transport, o->tls,
+           ucp_get_version_string(), cpus, o->iters,
+           !o->check ? "off"
+           : o->push ? "on"
+                     : "off");
+    if (!o->baseline) {
+        printf("off\n");
+    } else if (o->push && o->pull &&
+               kvxi_sweep_base_test(o, 0) != kvxi_sweep_base_test(o, 1)) {
+        printf("%s (push), %s (pull)\n",
+               kvxi_pt_test_name(kvxi_sweep_base_test(o, 0)),
+               kvxi_pt_test_name(kvxi_sweep_base_test(o, 1)));
+    } else {
+        printf("%s\n", kvxi_pt_test_name(kvxi_sweep_base_test(o, !o->push)));
+    }
+    if (o->check && o->pull) {
+        printf("pulls: without checksums (KVX_ERR_NOT_SUPPORTED for pulls); "
+               "--check compares every pulled byte instead\n");
+    }
+    printf("%4s %6s %6s %8s %5s %10s %10s %10s", "dir", "chunk", "batch",
+           "pattern", "path", "MiB/s", "p50 usec", "p99 usec");
     for (p = 0; p < KVXI_PH_N; p++) {
         printf(" %7s", kvxi_sweep_phase_name(p));
     }
     printf(" %10s %6s\n", "base MiB/s", "ratio");
     for (r = 0; r < nrows; r++) {
         const kvxi_sweep_row_t *w = &rows[r];
-        const kvxi_pt_result_t *b = &base[w->chunk_idx];
+        const kvxi_pt_result_t *b = &base[w->pull][w->chunk_idx];
 
-        printf("%6s %6zu %8s", kvxi_bench_size_str(w->chunk, sz, sizeof(sz)),
-               w->batch, w->scatter ? "scatter" : "contig");
+        printf("%4s %6s %6zu %8s", w->pull ? "pull" : "push",
+               kvxi_bench_size_str(w->chunk, sz, sizeof(sz)), w->batch,
+               w->scatter ? "scatter" : "contig");
         if (w->skipped) {
-            printf("  skipped: one push is over 1 GiB\n");
+            printf("  skipped: one transfer is over 1 GiB\n");
             continue;
         }
         printf(" %5s %10.1f %10.1f %10.1f", w->data_path, w->bps / 1048576.0,
@@ -178,105 +244,27 @@ static void print_table(const kvxi_sweep_opts_t *o,
             }
         }
         if (b->present) {
-            printf(" %10.1f %6.3f\n", b->value / 1048576.0, ratio(w, b));
+            printf(" %10.1f %6.3f\n", b->value / 1048576.0,
+                   kvxi_sweep_ratio(w, b));
         } else {
             printf(" %10s %6s\n", "absent", "-");
         }
     }
-    for (r = 0; o->baseline && r < o->nchunks; r++) {
-        if (!base[r].present) {
-            printf("absent: %s at %s: %s\n", kvxi_pt_test_name(base_test(o)),
-                   kvxi_bench_size_str(o->chunks[r], sz, sizeof(sz)),
-                   base[r].why);
+    for (d = 0; o->baseline && d < 2; d++) {
+        if (!(d ? o->pull : o->push) ||
+            (d && o->push &&
+             kvxi_sweep_base_test(o, 0) == kvxi_sweep_base_test(o, 1))) {
+            continue; /* not run, or said already */
+        }
+        for (r = 0; r < o->nchunks; r++) {
+            if (!base[d][r].present) {
+                printf("absent: %s at %s: %s\n",
+                       kvxi_pt_test_name(kvxi_sweep_base_test(o, d)),
+                       kvxi_bench_size_str(o->chunks[r], sz, sizeof(sz)),
+                       base[d][r].why);
+            }
         }
     }
-}
-
-static void json_num(FILE *f, const char *key, int present, double v)
-{
-    if (present) {
-        fprintf(f, ", \"%s\": %.6g", key, v);
-    } else {
-        fprintf(f, ", \"%s\": null", key);
-    }
-}
-
-static int write_json(const kvxi_sweep_opts_t *o, const kvxi_sweep_row_t *rows,
-                      int nrows, const kvxi_pt_result_t *base, long cpus)
-{
-    FILE *f =
-        kvxi_bench_json_open(o->json, "sweep", o->transport, o->tls, cpus);
-    int r, p, n = 0;
-
-    if (f == NULL) {
-        return -1;
-    }
-    fprintf(f, "  \"op\": \"push\",\n  \"iters\": %lu,\n  \"check\": %s,\n",
-            o->iters, o->check ? "true" : "false");
-    fprintf(f, "  \"baseline_test\": ");
-    if (o->baseline) {
-        fprintf(f, "\"%s\",\n", kvxi_pt_test_name(base_test(o)));
-    } else {
-        fprintf(f, "null,\n");
-    }
-    fprintf(f, "  \"baseline\": [");
-    for (r = 0; r < o->nchunks; r++) {
-        fprintf(f, "%s\n    {\"size\": %zu", r ? "," : "", o->chunks[r]);
-        json_num(f, "bytes_per_s", base[r].present, base[r].value);
-        fprintf(f, ", \"absent\": ");
-        if (base[r].present) {
-            fprintf(f, "null}");
-        } else {
-            kvxi_bench_json_str(f, base[r].why);
-            fprintf(f, "}");
-        }
-    }
-    fprintf(f, "\n  ],\n  \"results\": [");
-    for (r = 0; r < nrows; r++) {
-        const kvxi_sweep_row_t *w = &rows[r];
-        const kvxi_pt_result_t *b = &base[w->chunk_idx];
-
-        if (w->skipped) {
-            continue;
-        }
-        fprintf(f,
-                "%s\n    {\"chunk\": %zu, \"batch\": %zu, \"pattern\": "
-                "\"%s\", \"bytes\": %zu, \"data_path\": \"%s\"",
-                n++ ? "," : "", w->chunk, w->batch,
-                w->scatter ? "scatter" : "contig", w->chunk * w->batch,
-                w->data_path);
-        fprintf(f,
-                ", \"bytes_per_s\": %.6g, \"lat_p50_ns\": %llu, "
-                "\"lat_p99_ns\": %llu",
-                w->bps, (unsigned long long)w->lat_p50_ns,
-                (unsigned long long)w->lat_p99_ns);
-        for (p = 0; p < KVXI_PH_N; p++) {
-            char key[32];
-
-            snprintf(key, sizeof(key), "%s_p50_ns", kvxi_sweep_phase_name(p));
-            json_num(f, key, w->have_phases, (double)w->phase_p50_ns[p]);
-        }
-        json_num(f, "baseline_bytes_per_s", b->present, b->value);
-        json_num(f, "ratio", ratio(w, b) >= 0, ratio(w, b));
-        fprintf(f, "}");
-    }
-    fprintf(f, "\n  ],\n  \"skipped\": [");
-    for (r = 0, n = 0; r < nrows; r++) {
-        if (rows[r].skipped) {
-            fprintf(f,
-                    "%s\n    {\"chunk\": %zu, \"batch\": %zu, \"pattern\": "
-                    "\"%s\", \"why\": \"one push over 1 GiB\"}",
-                    n++ ? "," : "", rows[r].chunk, rows[r].batch,
-                    rows[r].scatter ? "scatter" : "contig");
-        }
-    }
-    fprintf(f, "\n  ]\n}\n");
-    if (fclose(f) != 0) {
-        fprintf(stderr, "kvx-bench: cannot write %s: %s\n", o->json,
-                strerror(errno));
-        return -1;
-    }
-    return 0;
 }
 
 int kvxi_sweep_main(int argc, char **argv)
@@ -290,11 +278,15 @@ int kvxi_sweep_main(int argc, char **argv)
         .nbatches = 3,
         .contig = 1,
         .scatter = 1,
+        .push = 1,
         .iters = 20,
         .baseline = 1,
     };
-    static kvxi_sweep_row_t rows[KVXI_SWEEP_MAX * KVXI_SWEEP_MAX * 2];
-    static kvxi_pt_result_t base[KVXI_SWEEP_MAX];
+    static kvxi_sweep_row_t rows[KVXI_SWEEP_MAX * KVXI_SWEEP_MAX * 4];
+    static kvxi_pt_result_t base[2][KVXI_SWEEP_MAX];
+    /* C11 takes no base where a const array is wanted: the same, const */
+    const kvxi_pt_result_t(*cbase)[KVXI_SWEEP_MAX] =
+        (const kvxi_pt_result_t(*)[KVXI_SWEEP_MAX])base;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int rc = parse(argc, argv, &o), n = 0, c;
 
@@ -304,25 +296,31 @@ int kvxi_sweep_main(int argc, char **argv)
     o.progress = isatty(STDERR_FILENO);
     snprintf((char *)o.secret, sizeof(o.secret), "%08lx%07lx",
              (unsigned long)getpid(), (unsigned long)time(NULL) & 0xfffffff);
+    /* rows by chunk, then direction: each (chunk, dir) group one run */
     for (c = 0; c < o.nchunks; c++) {
-        for (int b = 0; b < o.nbatches; b++) {
-            for (int s = !o.contig; s <= o.scatter; s++) {
-                kvxi_sweep_row_t *w = &rows[n++];
+        for (int d = !o.push; d <= o.pull; d++) {
+            for (int b = 0; b < o.nbatches; b++) {
+                for (int s = !o.contig; s <= o.scatter; s++) {
+                    kvxi_sweep_row_t *w = &rows[n++];
 
-                memset(w, 0, sizeof(*w));
-                w->chunk = o.chunks[c];
-                w->chunk_idx = c;
-                w->batch = o.batches[b];
-                w->scatter = s;
-                w->skipped = w->chunk * w->batch > KVXI_SWEEP_PUSH_MAX;
+                    memset(w, 0, sizeof(*w));
+                    w->chunk = o.chunks[c];
+                    w->chunk_idx = c;
+                    w->batch = o.batches[b];
+                    w->scatter = s;
+                    w->pull = d;
+                    w->skipped = w->chunk * w->batch > KVXI_SWEEP_PUSH_MAX;
+                }
             }
         }
     }
     run_baseline(&o, base);
-    for (c = 0, rc = 0; rc == 0 && c < o.nchunks; c++) {
-        int per = n / o.nchunks;
-
-        rc = kvxi_sweep_run_chunk(&o, o.chunks[c], rows + c * per, per);
+    for (int g = 0, e; rc == 0 && g < n; g = e) {
+        for (e = g; e < n && rows[e].chunk_idx == rows[g].chunk_idx &&
+                    rows[e].pull == rows[g].pull;
+             e++) {
+        }
+        rc = kvxi_sweep_run_chunk(&o, rows[g].chunk, rows + g, e - g);
     }
     if (o.progress) {
         fprintf(stderr, "\r%60s\r", "");
@@ -330,9 +328,21 @@ int kvxi_sweep_main(int argc, char **argv)
     if (rc != 0) {
         return rc;
     }
-    print_table(&o, rows, n, base, cpus);
-    if (o.json != NULL && write_json(&o, rows, n, base, cpus) < 0) {
+    print_table(&o, rows, n, cbase, cpus);
+    if (o.json != NULL && kvxi_sweep_write_json(&o, rows, n, cbase, cpus) < 0) {
         return 1;
+    }
+    if (o.plot != NULL) { /* its failure or absence leaves the exit code */
+        const char *names[2] = {NULL, NULL};
+
+        for (int d = 0; o.baseline && d < 2; d++) {
+            if ((d ? o.pull : o.push) &&
+                !(d && o.push &&
+                  kvxi_sweep_base_test(&o, 0) == kvxi_sweep_base_test(&o, 1))) {
+                names[d] = kvxi_pt_test_name(kvxi_sweep_base_test(&o, d));
+            }
+        }
+        kvxi_sweep_plot(&o, rows, n, cbase, names);
     }
     return 0;
 }

@@ -2,10 +2,12 @@
  * kvx-bench: kvx's figures next to the raw transport's, in one run (issue 4).
  * `baseline`: per size, ucx_perftest ucp_am_bw, ucp_put_bw and ucp_am_lat on
  * 127.0.0.1, and a memcpy; `sweep` (bench_sweep.c): kvx pushes per chunk
- * size, batch and block pattern, with the ratio to the raw figure. `model`
- * is not implemented yet. See docs/performance.md.
+ * size, batch and block pattern, with the ratio to the raw figure;
+ * `model` (bench_model.c): preset-shaped requests with dedupe and
+ * layer-wise streaming. See docs/performance.md.
  */
 #include "bench_baseline.h"
+#include "bench_model.h"
 #include "bench_sweep.h"
 #include "bench_util.h"
 
@@ -45,12 +47,14 @@ static void usage(FILE *f)
                "                          [--iters N] [--timeout S] "
                "[--json FILE]\n"
                "       kvx-bench sweep --help\n"
+               "       kvx-bench model --help\n"
                "       kvx-bench --help\n"
                "  baseline  ucx_perftest (ucp_am_bw, ucp_put_bw, ucp_am_lat) "
                "and memcpy per size\n"
                "  sweep     kvx push per chunk size x batch x pattern, with "
                "its ratio to ucx_perftest\n"
-               "  model: not implemented yet\n");
+               "  model     preset-shaped requests: dedupe, layer-wise, "
+               "latency (model --help)\n");
 }
 
 static int parse_baseline(int argc, char **argv, baseline_opts_t *o)
@@ -262,9 +266,7 @@ int main(int argc, char **argv)
         return kvxi_sweep_main(argc, argv);
     }
     if (strcmp(argv[1], "model") == 0) {
-        return kvxi_bench_bad("'%s' is not implemented yet (baseline and "
-                              "sweep are)",
-                              argv[1]);
+        return kvxi_model_main(argc, argv);
     }
     if (strcmp(argv[1], "baseline") != 0) {
         return kvxi_bench_bad("unknown command '%s' (see kvx-bench --help)",

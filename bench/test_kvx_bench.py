@@ -5,7 +5,8 @@ baseline: checks the JSON's shape and that figures are numbers (never their
 size), the exit code 2 of every bad input, and that a missing, failing or
 hung ucx_perftest is reported as absent while memcpy still runs (exit 0).
 sweep: a tiny push run with --check over tcp and shm (a row per combo,
-positive figures, no baseline -> ratio null), its bad inputs (exit 2)."""
+positive figures, no baseline -> ratio null), its bad inputs (exit 2), a
+tiny pull run over tcp, and --plot (an SVG, or the skip message)."""
 import json
 import os
 import shutil
@@ -86,12 +87,44 @@ try:
                  ["sweep", "--iters", "0"],
                  ["sweep", "--json"],
                  ["sweep", "--bogus"],
-                 ["model"], ["frobnicate"], []):
+                 ["model", "--preset", "gpt-5"],
+                 ["model", "--block-tokens", "24"],
+                 ["model", "--shared-prefix", "1.5"],
+                 ["model", "--shared-prefix", "-0.1"],
+                 ["model", "--requests", "0"],
+                 ["model", "--concurrency", "0"],
+                 ["model", "--prompt", "8"],
+                 ["model", "--bogus"],
+                 ["frobnicate"], []):
         rc, so, se = run(args)
         check(rc == 2 and se.strip() != "", "exit 2: %s (%s)" %
               (" ".join(args), se.strip().splitlines()[0] if se else ""))
-    rc, so, se = run(["model"])
-    check("not implemented yet" in se, "model: not implemented yet")
+
+    # 2a. model: a tiny run per transport, dedupe exact (no timing asserted)
+    for tr, extra in (("tcp", []), ("shm", ["--layerwise",
+                                            "--layer-compute-us", "100"])):
+        out = os.path.join(tmp, "model-%s.json" % tr)
+        rc, so, se = run(["model", "--preset", "llama-3.1-8b", "--transport",
+                          tr, "--prompt", "64", "--requests", "4",
+                          "--concurrency", "2", "--block-tokens", "16",
+                          "--shared-prefix", "0.5", "--layers", "4",
+                          "--check", "--json", out] + extra, timeout=120)
+        print(so + se)
+        check(rc == 0, "model %s exits 0" % tr)
+        j = load(out)
+        r = j["results"]
+        check(j["command"] == "model" and j["env"]["transport"] == tr and
+              j["check"] is True and j["layers"] == 4, "model %s: header" % tr)
+        # 4 blocks per request, 2 shared: 2 + 4 x 2 distinct blocks
+        check(r["blocks"] == 16 and r["unique_blocks"] == 10 and
+              r["wire_blocks"] == 10 and r["hit_blocks"] == 6 and
+              r["dedupe"] == "exact" and r["dedupe_exact"] is True and
+              r["wire_bytes"] == 10 * r["block_bytes"],
+              "model %s: dedupe exact" % tr)
+        check(r["failed"] == 0 and is_num(r["lat_p50_ns"]),
+              "model %s: figures" % tr)
+        check(is_num(r["exposed_p50_ns"]) if extra else
+              r["exposed_p50_ns"] is None, "model %s: exposed" % tr)
 
     # 2b. sweep: tiny push runs with checksums, every combo a row
     for tr in ("tcp", "shm"):
@@ -122,6 +155,42 @@ try:
                   what + ": phases")
             check(r["ratio"] is None and r["baseline_bytes_per_s"] is None,
                   what + ": no baseline, ratio null")
+
+    # 2c. sweep --dir pull over tcp: a row per combo, positive figures,
+    # pull phases (alloc filled; data, commit 0); no timing asserted
+    out = os.path.join(tmp, "sweep-pull.json")
+    rc, so, se = run(["sweep", "--dir", "pull", "--chunks", "4K,64K",
+                      "--batches", "1,8", "--iters", "3", "--no-baseline",
+                      "--json", out], timeout=120)
+    print(so + se)
+    check(rc == 0, "sweep pull exits 0")
+    j = load(out)
+    check(j["op"] == "pull" and len(j["results"]) == 8 and
+          all(r["dir"] == "pull" for r in j["results"]), "sweep pull: rows")
+    for r in j["results"]:
+        what = "sweep pull %d x %d %s" % (r["chunk"], r["batch"], r["pattern"])
+        check(is_num(r["bytes_per_s"]) and is_num(r["lat_p50_ns"]) and
+              is_num(r["lat_p99_ns"]) and is_num(r["alloc_p50_ns"]) and
+              r["data_p50_ns"] == 0 and r["commit_p50_ns"] == 0,
+              what + ": figures")
+    for args in (["sweep", "--dir", "sideways"],
+                 ["sweep", "--plot", "x.pdf"]):
+        rc, so, se = run(args)
+        check(rc == 2 and se.strip() != "", "exit 2: " + " ".join(args))
+
+    # 2d. --plot: an SVG when gnuplot is installed, else the skip message
+    svg = os.path.join(tmp, "sweep.svg")
+    rc, so, se = run(["sweep", "--dir", "both", "--chunks", "4K,64K",
+                      "--batches", "1", "--pattern", "contig", "--iters", "3",
+                      "--check", "--no-baseline", "--plot", svg], timeout=120)
+    print(so + se)
+    check(rc == 0, "sweep --plot exits 0")
+    check("compares every pulled byte" in so, "sweep --check: pulls said")
+    if shutil.which("gnuplot"):
+        check(os.path.exists(svg) and os.path.getsize(svg) > 0 and
+              "<svg" in open(svg).read(), "sweep --plot: SVG written")
+    else:
+        check("plot skipped: gnuplot not found" in so, "plot skipped")
 
     # 3. ucx_perftest not on PATH: absent, memcpy still runs, exit 0
     out = os.path.join(tmp, "noperf.json")

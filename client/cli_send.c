@@ -83,21 +83,6 @@ static uint32_t count_unique(const kvx_block_key_t *keys, size_t n)
     return u;
 }
 
-/* KV bytes that depend only on the block's key (splitmix64 stream). */
-static void fill_block(void *addr, uint64_t bytes, const kvx_block_key_t *key)
-{
-    uint64_t *w = addr, s;
-
-    memcpy(&s, key->bytes, sizeof(s));
-    for (uint64_t i = 0; i < bytes / sizeof(*w); i++) {
-        uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        w[i] = z ^ (z >> 31);
-    }
-}
-
 static const char *human(double b, char *buf, size_t len)
 {
     static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -221,8 +206,8 @@ static uint32_t make_sources(const cli_send_cfg_t *c, send_side_t *sd,
         }
         for (uint32_t i = 0; i < nb; i++) {
             if (!hit[i]) {
-                fill_block(side_block_addr(sd, ref[i].block), sd->block_bytes,
-                           &k[i]);
+                cli_fill_block(side_block_addr(sd, ref[i].block),
+                               sd->block_bytes, &k[i]);
             }
         }
         if (lease != 0 && (st = side_seal(sd, lease)) != KVX_OK) {
@@ -343,7 +328,7 @@ static uint32_t check_one(send_side_t *sd, uint64_t id,
         return nb;
     }
     for (uint32_t i = 0; i < n; i++) {
-        fill_block(want, bb, &keys[i]);
+        cli_fill_block(want, bb, &keys[i]);
         bad += memcmp(kvx_client_block_addr(sd->check, got[i].block), want,
                       bb) != 0;
     }

@@ -18,29 +18,38 @@
 #define CLI_EXIT_FAIL 1
 #define CLI_EXIT_USAGE 2
 
-/** A model's KV shape (bf16, all kv heads in one pool). */
+/** A model's KV shape (bf16, all kv heads in one pool). One table for the
+ *  kvx CLI and kvx-bench model; @p alias is the model's full name. */
 typedef struct cli_model {
     const char *name;
     const char *desc;
     uint32_t layers, kv_parts, kv_heads, head_dim;
+    const char *alias; /* or NULL */
 } cli_model_t;
 
 static const cli_model_t cli_models[] = {
     {"llama-8b", "Llama-3.1-8B: 32 layers, 8 kv heads x 128, K+V", 32, 2, 8,
-     128},
+     128, "llama-3.1-8b"},
     {"llama-70b", "Llama-3.1-70B: 80 layers, 8 kv heads x 128, K+V", 80, 2, 8,
-     128},
+     128, "llama-3.1-70b"},
+    {"qwen3-235b", "Qwen3-235B-A22B: 94 layers, 4 kv heads x 128, K+V", 94, 2,
+     4, 128, "qwen3-235b-a22b"},
     {"deepseek-v3", "DeepSeek-V3 MLA: 61 layers, one 576-wide latent", 61, 1, 1,
-     576},
-    {"tiny", "tiny test model: 4 layers, 2 kv heads x 64, K+V", 4, 2, 2, 64},
+     576, NULL},
+    {"tiny", "tiny test model: 4 layers, 2 kv heads x 64, K+V", 4, 2, 2, 64,
+     NULL},
 };
 #define CLI_N_MODELS (sizeof(cli_models) / sizeof(cli_models[0]))
 
+/** The preset named @p name (its short name or its alias), or NULL. */
 static inline const cli_model_t *cli_model_find(const char *name)
 {
     for (size_t i = 0; i < CLI_N_MODELS; i++) {
-        if (strcmp(cli_models[i].name, name) == 0) {
-            return &cli_models[i];
+        const cli_model_t *m = &cli_models[i];
+
+        if (strcmp(m->name, name) == 0 ||
+            (m->alias != NULL && strcmp(m->alias, name) == 0)) {
+            return m;
         }
     }
     return NULL;
@@ -235,6 +244,23 @@ static inline kvx_status_t cli_node_create(const cli_node_opts_t *o,
 }
 
 /** Writes @p s as a JSON string literal. */
+/* KV bytes that depend only on the block's key (a splitmix64 stream): any
+ * holder of the block can check it knowing the key alone. */
+static inline void cli_fill_block(void *addr, uint64_t bytes,
+                                  const kvx_block_key_t *key)
+{
+    uint64_t *w = addr, s;
+
+    memcpy(&s, key->bytes, sizeof(s));
+    for (uint64_t i = 0; i < bytes / sizeof(*w); i++) {
+        uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        w[i] = z ^ (z >> 31);
+    }
+}
+
 static inline void cli_json_str(FILE *f, const char *s)
 {
     fputc('"', f);
