@@ -89,38 +89,57 @@ void kvxi_engine_leases_expire(kvxi_session_t *s, uint64_t now)
     }
 }
 
+/* Whether every ref of @p l is among @p b's. */
+static int lease_named(const kvxi_sess_lease_t *l, const Kvx__V1__BlockRefs *b)
+{
+    for (uint32_t i = 0; i < l->n; i++) {
+        size_t j = 0;
+
+        while (j < b->n_blocks && (b->blocks[j] != l->refs[i].block ||
+                                   b->gens[j] != l->refs[i].gen)) {
+            j++;
+        }
+        if (j == b->n_blocks) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Gives back each of the session's unsealed leases whose blocks are all
- * in @p b (the engine is done with them); returns the blocks freed. */
+ * in @p b (the engine is done with them); returns the blocks freed. Each
+ * named block counts for the lease the allocator says owns it; a lease
+ * counted n times is checked ref by ref (a request may repeat a ref). */
 static uint32_t leases_release(kvxi_session_t *s, const Kvx__V1__BlockRefs *b)
 {
-    uint32_t nb = s->eng->node->layout.num_blocks, freed = 0;
-    kvxi_sess_lease_t **pp = &s->leases;
-    uint32_t *named; /* block -> its index in b, plus 1 */
+    kvx_alloc_h alloc = s->eng->node->alloc;
+    kvxi_sess_lease_t **pp, *l;
+    uint32_t freed = 0;
 
-    if (s->leases == NULL || (named = calloc(nb, sizeof(*named))) == NULL) {
-        return 0;
-    }
-    for (size_t i = 0; i < b->n_blocks; i++) {
-        if (b->blocks[i] < nb) {
-            named[b->blocks[i]] = (uint32_t)i + 1;
+    for (size_t i = 0; i < b->n_blocks && s->leases != NULL; i++) {
+        kvx_block_info_t info;
+
+        if (kvx_alloc_block_query(alloc, b->blocks[i], &info) != KVX_OK ||
+            info.lease == 0 || info.gen != b->gens[i]) {
+            continue;
+        }
+        for (l = s->leases; l != NULL && l->id != info.lease; l = l->next) {
+        }
+        if (l != NULL) {
+            l->named++;
         }
     }
-    while (*pp != NULL) {
-        kvxi_sess_lease_t *l = *pp;
-        uint32_t i = 0;
+    for (pp = &s->leases; (l = *pp) != NULL;) {
+        int full = l->named >= l->n && lease_named(l, b);
 
-        while (i < l->n && named[l->refs[i].block] != 0 &&
-               b->gens[named[l->refs[i].block] - 1] == l->refs[i].gen) {
-            i++;
-        }
-        if (i == l->n) {
+        l->named = 0;
+        if (full) {
             freed += l->n;
             lease_drop(s, pp, 1);
         } else {
             pp = &l->next;
         }
     }
-    free(named);
     return freed;
 }
 

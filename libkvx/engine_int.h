@@ -76,6 +76,7 @@ typedef struct kvxi_sess_lease {
     uint32_t n;            /**< reserved (missed) blocks */
     kvx_block_ref_t *refs; /**< their refs: held once sealed */
     int expired;           /**< fenced: until the engine acknowledges */
+    uint32_t named;        /**< scratch of a Release: its refs owned here */
 } kvxi_sess_lease_t;
 
 /** Nodes whose control address kvxi_engine_peer_up() remembers at most. */

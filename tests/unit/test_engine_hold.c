@@ -93,8 +93,8 @@ static void test_engine_lease_expires(void)
 }
 
 /* Releasing every block of an unsealed lease gives it back, expired
- * (fence lifted) or not (later Seal refused); a partial release or a
- * wrong generation gives nothing back. */
+ * (fence lifted) or not (later Seal refused); a partial release, a
+ * wrong generation or a repeated ref gives nothing back. */
 static void test_engine_lease_released(void)
 {
     kvx_block_ref_t refs[3], wrong[3];
@@ -107,6 +107,8 @@ static void test_engine_lease_released(void)
     CU_ASSERT_EQUAL(tc_release(c, refs, 2), 0);
     memcpy(wrong, refs, sizeof(refs));
     wrong[2].gen++;
+    CU_ASSERT_EQUAL(tc_release(c, wrong, 3), 0);
+    wrong[2] = refs[1]; /* three refs, one repeated: not all of the lease */
     CU_ASSERT_EQUAL(tc_release(c, wrong, 3), 0);
     CU_ASSERT_EQUAL(eut_alloc(node).n_reserved, 3);
     CU_ASSERT_EQUAL(tc_release(c, refs, 3), 3);
