@@ -252,20 +252,26 @@ void kvxi_pull_check_leases(struct kvx_node *node, uint64_t now,
 void kvxi_pull_peer_down(struct kvx_peer *peer)
 {
     struct kvx_node *node = peer->node;
-    kvxi_pub_t *pub = node->pubs;
+    kvxi_pub_t *pub, *next;
 
-    while (pub != NULL) {
+    for (pub = node->pubs; pub != NULL; pub = next) {
         pub_reader_t **rp = &pub->readers;
 
-        while (*rp != NULL && (*rp)->peer != peer) {
-            rp = &(*rp)->next;
+        next = pub->next;
+        while (*rp != NULL) {
+            int last;
+
+            if ((*rp)->peer != peer) {
+                rp = &(*rp)->next;
+                continue;
+            }
+            /* the last reader of a withdrawn publication frees it */
+            last = !pub->live && pub->readers == *rp && (*rp)->next == NULL;
+            reader_drop(node, pub, rp);
+            if (last) {
+                break;
+            }
         }
-        if (*rp == NULL) {
-            pub = pub->next;
-            continue;
-        }
-        reader_drop(node, pub, rp); /* may free pub: start over */
-        pub = node->pubs;
     }
 }
 
