@@ -20,6 +20,7 @@ static void usage(FILE *f)
                "         [--shared-prefix RATIO] [--layerwise] "
                "[--layer-compute-us U]\n"
                "         [--layers N] [--check] [--json FILE]\n"
+               "         [--poll-us US] [--am-chunk SIZE]\n"
                "  presets: llama-3.1-8b (default), llama-3.1-70b, "
                "qwen3-235b-a22b, deepseek-v3\n"
                "  (and the kvx CLI's short names: llama-8b, ..., tiny)\n");
@@ -43,7 +44,7 @@ static int parse(int argc, char **argv, kvxi_model_opts_t *o)
 {
     unsigned long u;
     const char *v;
-    int i, missing = 0;
+    int i, t, missing = 0;
 
     for (i = 2; i < argc; i++) {
         if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--preset", &missing))) {
@@ -108,6 +109,10 @@ static int parse(int argc, char **argv, kvxi_model_opts_t *o)
             o->json = v;
         } else if (missing) {
             return kvxi_bench_bad("%s needs a value", argv[i]);
+        } else if ((t = kvxi_bench_parse_tuning(argc, argv, &i)) != 0) {
+            if (t == 2) {
+                return 2;
+            }
         } else if (strcmp(argv[i], "--layerwise") == 0) {
             o->layerwise = 1;
         } else if (strcmp(argv[i], "--check") == 0) {
@@ -148,13 +153,13 @@ static const char *dedupe_str(const kvxi_model_result_t *r, char *buf,
 static void print_table(const kvxi_model_opts_t *o,
                         const kvxi_model_result_t *r)
 {
-    char d[32];
+    char d[32], tune[64];
 
     printf("kvx-bench model: %s (%u layers, %s), transport %s (UCX_TLS=%s, "
-           "data path %s)\n",
+           "data path %s; %s)\n",
            o->model->alias ? o->model->alias : o->model->name, o->layers,
            o->model->kv_parts == 1 ? "one latent" : "K+V", o->transport, o->tls,
-           r->data_path);
+           r->data_path, kvxi_bench_tuning_str(tune, sizeof(tune)));
     printf("  %u requests x %u tokens (%u blocks of %u tokens, %.1f KiB; "
            "%u shared), concurrency %u%s%s\n",
            o->requests, o->prompt, r->nb, o->block_tokens,

@@ -2,6 +2,7 @@
  * kvx-bench: the target child and the initiator node (bench_pair.h).
  */
 #include "bench_pair.h"
+#include "bench_util.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -28,7 +29,10 @@ kvx_status_t kvxi_pair_node_create(const char *tls, const unsigned char *secret,
     kvx_node_params_t np = {
         .field_mask =
             KVX_NODE_PARAM_FIELD_NODE_ID | KVX_NODE_PARAM_FIELD_LAYOUT |
-            KVX_NODE_PARAM_FIELD_UCX_TLS | KVX_NODE_PARAM_FIELD_SECRET,
+            KVX_NODE_PARAM_FIELD_UCX_TLS | KVX_NODE_PARAM_FIELD_SECRET |
+            KVX_NODE_PARAM_FIELD_POLL | KVX_NODE_PARAM_FIELD_AM_CHUNK,
+        .poll_us = (uint32_t)kvxi_bench_tuning.poll_us,
+        .am_chunk = kvxi_bench_tuning.am_chunk,
         .node_id = id,
         .layout = lp,
         .ucx_tls = tls,

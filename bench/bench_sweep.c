@@ -30,6 +30,7 @@ static void usage(FILE *f)
                "                       [--dir push|pull|both] [--iters N] "
                "[--check] [--no-baseline]\n"
                "                       [--json FILE] [--plot FILE.png|.svg]\n"
+               "                       [--poll-us US] [--am-chunk SIZE]\n"
                "  kvx pushes of BATCH blocks of CHUNK bytes to a forked target "
                "node on 127.0.0.1,\n"
                "  or pulls of BATCH blocks it published; per row: bandwidth, "
@@ -45,7 +46,7 @@ static void usage(FILE *f)
 static int parse(int argc, char **argv, kvxi_sweep_opts_t *o)
 {
     const char *v;
-    int i, c, missing = 0;
+    int i, c, t, missing = 0;
 
     for (i = 2; i < argc; i++) {
         if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--transport", &missing))) {
@@ -115,6 +116,10 @@ static int parse(int argc, char **argv, kvxi_sweep_opts_t *o)
             o->json = v;
         } else if (missing) {
             return kvxi_bench_bad("%s needs a value", argv[i]);
+        } else if ((t = kvxi_bench_parse_tuning(argc, argv, &i)) != 0) {
+            if (t == 2) {
+                return 2;
+            }
         } else if (strcmp(argv[i], "--check") == 0) {
             o->check = 1;
         } else if (strcmp(argv[i], "--no-baseline") == 0) {
@@ -193,13 +198,14 @@ static void print_table(const kvxi_sweep_opts_t *o,
                         const kvxi_pt_result_t base[2][KVXI_SWEEP_MAX],
                         long cpus)
 {
-    char sz[32];
+    char sz[32], tune[64];
     int r, p, d;
 
     printf("kvx-bench sweep: %s, transport %s (UCX_TLS=%s), UCX %s, %ld "
-           "CPUs, %lu iterations, checksums %s; baseline ",
+           "CPUs, %s, %lu iterations, checksums %s; baseline ",
            kvxi_sweep_dir_name(o), o->transport, o->tls,
-           ucp_get_version_string(), cpus, o->iters,
+           ucp_get_version_string(), cpus,
+           kvxi_bench_tuning_str(tune, sizeof(tune)), o->iters,
            !o->check ? "off"
            : o->push ? "on"
                      : "off");

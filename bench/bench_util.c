@@ -3,7 +3,7 @@
  */
 #include "bench_util.h"
 
-#include <kvx/common.h>
+#include <kvx/kvx.h>
 #include <ucp/api/ucp.h>
 
 #include <errno.h>
@@ -142,6 +142,52 @@ void kvxi_bench_json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
+kvxi_bench_tuning_t kvxi_bench_tuning = {
+    .poll_us = KVX_NODE_POLL_US_DEFAULT,
+    .am_chunk = KVX_NODE_AM_CHUNK_DEFAULT,
+};
+
+int kvxi_bench_parse_tuning(int argc, char **argv, int *i)
+{
+    kvxi_bench_tuning_t *t = &kvxi_bench_tuning;
+    const char *v;
+    size_t size;
+    int missing = 0;
+
+    if ((v = kvxi_bench_opt_arg(argc, argv, i, "--poll-us", &missing))) {
+        /* 0 is a value here (never poll) */
+        if (strcmp(v, "0") == 0) {
+            t->poll_us = 0;
+        } else if (kvxi_bench_parse_ulong(v, KVX_NODE_POLL_US_MAX,
+                                          &t->poll_us) < 0) {
+            return kvxi_bench_bad("bad --poll-us '%s': 0 to 1000000", v);
+        }
+        return 1;
+    }
+    if (!missing &&
+        (v = kvxi_bench_opt_arg(argc, argv, i, "--am-chunk", &missing))) {
+        if (kvxi_bench_parse_size(v, KVX_NODE_AM_CHUNK_MAX, &size) < 0 ||
+            size < KVX_NODE_AM_CHUNK_MIN) {
+            return kvxi_bench_bad("bad --am-chunk '%s': 4K to 1G", v);
+        }
+        t->am_chunk = size;
+        return 1;
+    }
+    if (missing) {
+        return kvxi_bench_bad("%s needs a value", argv[*i]);
+    }
+    return 0;
+}
+
+const char *kvxi_bench_tuning_str(char *buf, size_t len)
+{
+    char sz[32];
+
+    snprintf(buf, len, "poll %lu us, AM chunk %s", kvxi_bench_tuning.poll_us,
+             kvxi_bench_size_str(kvxi_bench_tuning.am_chunk, sz, sizeof(sz)));
+    return buf;
+}
+
 FILE *kvxi_bench_json_open(const char *path, const char *command,
                            const char *transport, const char *tls, long cpus)
 {
@@ -160,8 +206,11 @@ FILE *kvxi_bench_json_open(const char *path, const char *command,
     kvxi_bench_json_str(f, tls);
     fprintf(f, ", \"ucx_net_devices\": \"lo\", \"ucx_version\": ");
     kvxi_bench_json_str(f, ucp_get_version_string());
-    fprintf(f, ", \"cpu_count\": %ld, \"kvx_version\": \"%s\"},\n", cpus,
-            KVX_VERSION_STRING);
+    fprintf(f,
+            ", \"cpu_count\": %ld, \"kvx_version\": \"%s\", "
+            "\"poll_us\": %lu, \"am_chunk\": %lu},\n",
+            cpus, KVX_VERSION_STRING, kvxi_bench_tuning.poll_us,
+            kvxi_bench_tuning.am_chunk);
     return f;
 }
 

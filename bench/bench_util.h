@@ -33,6 +33,22 @@ int kvxi_bench_parse_ulong(const char *s, unsigned long max,
 const char *kvxi_bench_opt_arg(int argc, char **argv, int *i, const char *name,
                                int *missing_p);
 
+/* The node tuning of a run (--poll-us, --am-chunk), applied to both
+ * nodes (bench_pair.c) and written into the JSON's environment. */
+typedef struct kvxi_bench_tuning {
+    unsigned long poll_us;  /* kvx_node_params_t::poll_us */
+    unsigned long am_chunk; /* kvx_node_params_t::am_chunk */
+} kvxi_bench_tuning_t;
+
+extern kvxi_bench_tuning_t kvxi_bench_tuning;
+
+/* --poll-us US or --am-chunk SIZE at argv[*i]: 1 when it was one (stored in
+ * kvxi_bench_tuning), 0 when not, 2 after a message on bad input. */
+int kvxi_bench_parse_tuning(int argc, char **argv, int *i);
+
+/* "poll 100 us, AM chunk 4M" (the tuning, for headers) */
+const char *kvxi_bench_tuning_str(char *buf, size_t len);
+
 /* 4096 -> "4K", 1048576 -> "1M", 1000 -> "1000" */
 const char *kvxi_bench_size_str(size_t size, char *buf, size_t len);
 

@@ -127,17 +127,21 @@ try:
               r["exposed_p50_ns"] is None, "model %s: exposed" % tr)
 
     # 2b. sweep: tiny push runs with checksums, every combo a row
-    for tr in ("tcp", "shm"):
+    # (tcp with the node tuning knobs: never poll, 4 KiB AM messages)
+    for tr, tune in (("tcp", ["--poll-us", "0", "--am-chunk", "4K"]),
+                     ("shm", [])):
         out = os.path.join(tmp, "sweep-%s.json" % tr)
         rc, so, se = run(["sweep", "--transport", tr, "--chunks", "4K,64K",
                           "--batches", "1,8", "--iters", "3", "--check",
-                          "--no-baseline", "--json", out], timeout=120)
+                          "--no-baseline", "--json", out] + tune, timeout=120)
         print(so + se)
         check(rc == 0, "sweep %s exits 0" % tr)
         j = load(out)
         check(j["command"] == "sweep" and j["env"]["transport"] == tr and
               j["check"] is True and j["baseline_test"] is None,
               "sweep %s: header" % tr)
+        check((j["env"]["poll_us"], j["env"]["am_chunk"]) ==
+              ((0, 4096) if tune else (100, 4 << 20)), "sweep %s: tuning" % tr)
         combos = sorted((r["chunk"], r["batch"], r["pattern"])
                         for r in j["results"])
         check(combos == sorted((c, b, p) for c in (4096, 65536)
@@ -174,7 +178,13 @@ try:
               r["data_p50_ns"] == 0 and r["commit_p50_ns"] == 0,
               what + ": figures")
     for args in (["sweep", "--dir", "sideways"],
-                 ["sweep", "--plot", "x.pdf"]):
+                 ["sweep", "--plot", "x.pdf"],
+                 ["sweep", "--poll-us", "1000001"],
+                 ["sweep", "--poll-us", "x"],
+                 ["sweep", "--am-chunk", "1K"],
+                 ["sweep", "--am-chunk"],
+                 ["model", "--am-chunk", "2G"],
+                 ["model", "--poll-us"]):
         rc, so, se = run(args)
         check(rc == 2 and se.strip() != "", "exit 2: " + " ".join(args))
 

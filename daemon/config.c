@@ -87,6 +87,11 @@ const kvxd_opt_t kvxd_opts[] = {
     OPT_UINT("handshake_ms", handshake_ms, "5000", 10, 600000,
              "a control connection that has not completed its handshake "
              "after this is closed"),
+    OPT_UINT("poll_us", poll_us, "100", 0, 1000000,
+             "busy-poll this long after the last activity before sleeping; "
+             "0 = always sleep when idle (least CPU, slower round trips)"),
+    OPT_UINT("am_chunk", am_chunk, "4194304", 4096, 1073741824,
+             "largest active message of the AM data path, bytes"),
     OPT_UINT("lease_ms", lease_ms, "30000", 10, 86400000,
              "default lease of blocks reserved for an incoming transfer"),
     OPT_UINT("hold_ms", hold_ms, "60000", 0, 86400000,

@@ -43,6 +43,8 @@ typedef struct kvxd_config {
     uint64_t model_id;
     uint64_t heartbeat_ms;
     uint64_t handshake_ms;
+    uint64_t poll_us;
+    uint64_t am_chunk;
     uint64_t lease_ms;
     uint64_t hold_ms;
     int transport; /* kvx_transport_t */

@@ -473,7 +473,8 @@ static kvx_status_t kvxd_node_create(const kvxd_config_t *cfg,
             KVX_NODE_PARAM_FIELD_NODE_ID | KVX_NODE_PARAM_FIELD_LAYOUT |
             KVX_NODE_PARAM_FIELD_TRANSPORT | KVX_NODE_PARAM_FIELD_HEARTBEAT |
             KVX_NODE_PARAM_FIELD_LEASE | KVX_NODE_PARAM_FIELD_HOLD |
-            KVX_NODE_PARAM_FIELD_HANDSHAKE | KVX_NODE_PARAM_FIELD_ENGINE_ALLOW,
+            KVX_NODE_PARAM_FIELD_HANDSHAKE | KVX_NODE_PARAM_FIELD_ENGINE_ALLOW |
+            KVX_NODE_PARAM_FIELD_POLL | KVX_NODE_PARAM_FIELD_AM_CHUNK,
         .node_id = cfg->node_id,
         .layout = &lp,
         .transport = (kvx_transport_t)cfg->transport,
@@ -481,6 +482,8 @@ static kvx_status_t kvxd_node_create(const kvxd_config_t *cfg,
         .lease_ms = (uint32_t)cfg->lease_ms,
         .hold_ms = (uint32_t)cfg->hold_ms,
         .handshake_ms = (uint32_t)cfg->handshake_ms,
+        .poll_us = (uint32_t)cfg->poll_us,
+        .am_chunk = cfg->am_chunk,
         /* the engine socket (kvxd_engines_start()) follows these lists */
         .engine_allow_uids = cfg->engine_allow_uids.ids,
         .n_engine_allow_uids = cfg->engine_allow_uids.n,

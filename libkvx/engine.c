@@ -297,6 +297,7 @@ static void session_refuse(kvxi_session_t *s, uint64_t req_id)
 
 static void session_dispatch(kvxi_session_t *s, const kvxi_envelope_t *env)
 {
+    s->eng->node->activity++;
     if (s->refused) {
         session_refuse(s, env->request_id);
         return;

@@ -24,7 +24,8 @@
      KVX_NODE_PARAM_FIELD_TRANSPORT | KVX_NODE_PARAM_FIELD_SECRET |            \
      KVX_NODE_PARAM_FIELD_HEARTBEAT | KVX_NODE_PARAM_FIELD_LEASE |             \
      KVX_NODE_PARAM_FIELD_HOLD | KVX_NODE_PARAM_FIELD_ENGINE_SOCKET |          \
-     KVX_NODE_PARAM_FIELD_ENGINE_ALLOW | KVX_NODE_PARAM_FIELD_HANDSHAKE)
+     KVX_NODE_PARAM_FIELD_ENGINE_ALLOW | KVX_NODE_PARAM_FIELD_HANDSHAKE |      \
+     KVX_NODE_PARAM_FIELD_POLL | KVX_NODE_PARAM_FIELD_AM_CHUNK)
 
 #define NODE_HOLD_MS_MAX 86400000u
 
@@ -52,7 +53,29 @@ static void node_ucx_drain(struct kvx_node *node)
         if (kvxi_ucx_progress(node->ucx) == 0) {
             break;
         }
+        node->activity++;
     }
+}
+
+/*
+ * The poll window (kvx_node_params_t::poll_us): whether something happened
+ * on the node less than poll_ns ago. Activity is counted, not timed, where
+ * it happens; the clock is read here, once per round.
+ */
+static int node_polling(struct kvx_node *node)
+{
+    uint64_t now;
+
+    if (node->poll_ns == 0) {
+        return 0;
+    }
+    now = kvxi_node_now_ns();
+    if (node->activity != node->activity_seen) {
+        node->activity_seen = node->activity;
+        node->active_ns = now;
+        return 1;
+    }
+    return now - node->active_ns < node->poll_ns;
 }
 
 static void node_ucx_cb(evutil_socket_t fd, short what, void *arg)
@@ -156,6 +179,20 @@ static kvx_status_t node_check_params(const kvx_node_params_t *p)
         p->engine_socket == NULL) {
         return KVX_ERR_INVALID_PARAM;
     }
+    if ((p->field_mask & KVX_NODE_PARAM_FIELD_POLL) &&
+        p->poll_us > KVX_NODE_POLL_US_MAX) {
+        kvxi_error("node: create: poll_us %u over %u", p->poll_us,
+                   KVX_NODE_POLL_US_MAX);
+        return KVX_ERR_INVALID_PARAM;
+    }
+    if ((p->field_mask & KVX_NODE_PARAM_FIELD_AM_CHUNK) &&
+        (p->am_chunk < KVX_NODE_AM_CHUNK_MIN ||
+         p->am_chunk > KVX_NODE_AM_CHUNK_MAX)) {
+        kvxi_error("node: create: am_chunk %llu not in %llu .. %llu",
+                   (unsigned long long)p->am_chunk, KVX_NODE_AM_CHUNK_MIN,
+                   KVX_NODE_AM_CHUNK_MAX);
+        return KVX_ERR_INVALID_PARAM;
+    }
     if ((p->field_mask & KVX_NODE_PARAM_FIELD_TRANSPORT) &&
         p->transport != KVX_TRANSPORT_AUTO &&
         p->transport != KVX_TRANSPORT_RMA && p->transport != KVX_TRANSPORT_AM) {
@@ -230,7 +267,11 @@ static kvx_status_t node_init_ucx(struct kvx_node *node,
                                   const kvx_node_params_t *p)
 {
     kvxi_ucx_params_t up = {
-        .field_mask = KVXI_UCX_PARAM_FIELD_AM_CB | KVXI_UCX_PARAM_FIELD_CB_ARG,
+        .field_mask = KVXI_UCX_PARAM_FIELD_AM_CB | KVXI_UCX_PARAM_FIELD_CB_ARG |
+                      KVXI_UCX_PARAM_FIELD_AM_CHUNK,
+        .am_chunk = (p->field_mask & KVX_NODE_PARAM_FIELD_AM_CHUNK)
+                        ? p->am_chunk
+                        : KVX_NODE_AM_CHUNK_DEFAULT,
         .am_dest_cb = kvxi_rx_am_dest,
         .am_done_cb = kvxi_rx_am_done,
         .am_refused_cb = kvxi_rx_am_refused,
@@ -350,6 +391,9 @@ kvx_status_t kvx_node_create(const kvx_node_params_t *params,
     node->hold_ms =
         (params->field_mask & KVX_NODE_PARAM_FIELD_HOLD) ? params->hold_ms : 0;
     node->late_grace_ms = KVXI_RX_LATE_GRACE_MS;
+    node->poll_ns = 1000ull * ((params->field_mask & KVX_NODE_PARAM_FIELD_POLL)
+                                   ? params->poll_us
+                                   : KVX_NODE_POLL_US_DEFAULT);
     if (params->field_mask & KVX_NODE_PARAM_FIELD_ENGINE_ALLOW) {
         node->n_engine_uids = params->n_engine_allow_uids;
         node->n_engine_gids = params->n_engine_allow_gids;
@@ -466,6 +510,10 @@ kvx_status_t kvx_node_progress(kvx_node_h node, uint32_t timeout_ms)
         return KVX_ERR_INVALID_PARAM;
     }
     node_ucx_drain(node);
+    if (sleep && node_polling(node)) {
+        sleep = 0; /* something happened within the poll window */
+        node->stats.loop_polls++;
+    }
     if (sleep) {
         kvx_status_t s = kvxi_ucx_arm(node->ucx);
 
@@ -479,6 +527,7 @@ kvx_status_t kvx_node_progress(kvx_node_h node, uint32_t timeout_ms)
             .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000,
         };
 
+        node->stats.loop_sleeps++;
         event_add(node->wake_ev, &tv);
         rc = event_base_loop(node->base, EVLOOP_ONCE);
         event_del(node->wake_ev);

@@ -48,6 +48,9 @@ typedef struct kvxi_node_stats {
     uint64_t am_refused;
     uint64_t am_given_up; /**< admitted AM chunks given up (rx_hold.c) */
     uint64_t blocks_verified, checksum_mismatches;
+    /** kvx_node_progress() rounds with a timeout: slept in the kernel, or
+        polled instead because of the poll window (node.c) */
+    uint64_t loop_sleeps, loop_polls;
 } kvxi_node_stats_t;
 
 struct kvx_peer {
@@ -204,6 +207,10 @@ struct kvx_node {
     uint32_t lease_ms;
     uint32_t hold_ms;       /**< kvx_node_params_t::hold_ms (0: forever) */
     uint32_t late_grace_ms; /**< KVXI_RX_LATE_GRACE_MS (tests shorten it) */
+    /* Poll window (params poll_us): activity counts what happened (UCX
+     * work, frames in and out); active_ns is when the count last moved. */
+    uint64_t poll_ns;
+    uint64_t activity, activity_seen, active_ns;
     /** kvx_node_params_t::engine_allow_uids / _gids (engine.c) */
     uint32_t engine_uids[KVX_NODE_ENGINE_ALLOW_MAX];
     uint32_t engine_gids[KVX_NODE_ENGINE_ALLOW_MAX];

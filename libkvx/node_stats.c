@@ -90,6 +90,8 @@ kvx_status_t kvx_node_stats(kvx_node_h node, kvx_node_stats_t *s)
     stats_add(s, c->blocks_verified, "blocks.verified");
     stats_add(s, c->checksum_mismatches, "checksum.mismatches");
     stats_add(s, c->am_refused, "am.refused");
+    stats_add(s, c->loop_sleeps, "loop.sleeps");
+    stats_add(s, c->loop_polls, "loop.polls");
     stats_add(s, (kvxi_node_now_ns() - node->t_created) / 1000000ull,
               "uptime.ms");
     for (struct kvx_peer *p = node->peers; p != NULL; p = p->next) {

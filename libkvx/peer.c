@@ -163,6 +163,7 @@ static void peer_recv(kvxi_conn_t *conn, const kvxi_envelope_t *env, void *arg)
     kvxi_rx_t *rx;
 
     (void)conn;
+    peer->node->activity++;
     if (peer->status != KVX_OK) {
         return;
     }
@@ -364,6 +365,7 @@ kvx_status_t kvxi_peer_send(struct kvx_peer *peer, kvxi_envelope_t *env)
     if (peer == NULL || peer->conn == NULL || peer->status != KVX_OK) {
         return KVX_ERR_PEER_DOWN;
     }
+    peer->node->activity++; /* its answer is likely within the window */
     status = kvxi_conn_send(peer->conn, env);
     if (status == KVX_ERR_NO_SPACE) {
         /* The output bound is full: the peer does not read (or floods us

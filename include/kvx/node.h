@@ -75,8 +75,20 @@ enum kvx_node_param_field {
     KVX_NODE_PARAM_FIELD_HOLD = 1u << 8,
     KVX_NODE_PARAM_FIELD_ENGINE_SOCKET = 1u << 9,
     KVX_NODE_PARAM_FIELD_ENGINE_ALLOW = 1u << 10,
-    KVX_NODE_PARAM_FIELD_HANDSHAKE = 1u << 11
+    KVX_NODE_PARAM_FIELD_HANDSHAKE = 1u << 11,
+    KVX_NODE_PARAM_FIELD_POLL = 1u << 12,
+    KVX_NODE_PARAM_FIELD_AM_CHUNK = 1u << 13
 };
+
+/** Default of kvx_node_params_t::poll_us. */
+#define KVX_NODE_POLL_US_DEFAULT 100u
+/** Most kvx_node_params_t::poll_us (one second). */
+#define KVX_NODE_POLL_US_MAX 1000000u
+/** Default of kvx_node_params_t::am_chunk (4 MiB). */
+#define KVX_NODE_AM_CHUNK_DEFAULT (4ull << 20)
+/** Bounds of kvx_node_params_t::am_chunk (4 KiB .. 1 GiB). */
+#define KVX_NODE_AM_CHUNK_MIN 4096ull
+#define KVX_NODE_AM_CHUNK_MAX (1ull << 30)
 
 /** Most entries in each of kvx_node_params_t's engine allow lists. */
 #define KVX_NODE_ENGINE_ALLOW_MAX 64
@@ -149,6 +161,23 @@ typedef struct kvx_node_params {
         KVX_ERR_TIMEOUT (default 5000; 0 selects it): a peer that connects
         and never speaks holds a socket only this long. */
     uint32_t handshake_ms;
+    /** POLL: busy-poll window in microseconds (default
+        KVX_NODE_POLL_US_DEFAULT, at most KVX_NODE_POLL_US_MAX). After
+        anything happened on the node (UCX completed work, a peer or engine
+        frame arrived, a frame was sent), kvx_node_progress() polls instead
+        of sleeping until this long has passed without anything happening:
+        an answer that comes within the window (an allocation, a CommitAck,
+        the next data) is seen without a wake-up from the kernel. 0 never
+        polls: the node sleeps whenever nothing is pending (least CPU, each
+        round trip then pays the wake-ups). A busy node polls all the time;
+        an idle one sleeps. */
+    uint32_t poll_us;
+    /** AM_CHUNK: largest message of the active-message data path in bytes
+        (default KVX_NODE_AM_CHUNK_DEFAULT; KVX_NODE_AM_CHUNK_MIN ..
+        KVX_NODE_AM_CHUNK_MAX): a segment larger than this is sent as
+        several messages. Only the sender's value matters; RMA paths ignore
+        it. */
+    uint64_t am_chunk;
 } kvx_node_params_t;
 
 /**
@@ -176,7 +205,10 @@ KVX_EXPORT void kvx_node_destroy(kvx_node_h node);
 /**
  * Runs the node's event loop: handles what is ready, waits at most
  * @p timeout_ms for more (0: never waits). Returns after one round of
- * events or the timeout.
+ * events or the timeout. Within the poll window (kvx_node_params_t::
+ * poll_us: something happened on the node less than that long ago) it
+ * does not wait: it polls once and returns, and the caller's loop polls
+ * again. Call it in a loop until what you wait for has happened.
  * @return KVX_OK; KVX_ERR_INVALID_PARAM; KVX_ERR_IO (event loop failure).
  */
 KVX_EXPORT kvx_status_t kvx_node_progress(kvx_node_h node, uint32_t timeout_ms);

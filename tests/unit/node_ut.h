@@ -47,6 +47,7 @@ typedef struct nut_opts {
     uint32_t head_dim;
     uint32_t lease_ms;
     uint32_t hold_ms;
+    uint64_t am_chunk;
 } nut_opts_t;
 
 static inline kvx_status_t nut_node(const char *id, const nut_opts_t *o,
@@ -85,6 +86,10 @@ static inline kvx_status_t nut_node(const char *id, const nut_opts_t *o,
     if (o->hold_ms) {
         np.field_mask |= KVX_NODE_PARAM_FIELD_HOLD;
         np.hold_ms = o->hold_ms;
+    }
+    if (o->am_chunk) {
+        np.field_mask |= KVX_NODE_PARAM_FIELD_AM_CHUNK;
+        np.am_chunk = o->am_chunk;
     }
     return kvx_node_create(&np, node_p);
 }

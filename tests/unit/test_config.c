@@ -249,6 +249,22 @@ static void test_config_engine_allow_ids(void)
     CU_ASSERT_EQUAL(
         kvxd_config_set(&cfg, "handshake_ms", "200", err, sizeof(err)), KVX_OK);
     CU_ASSERT_EQUAL(cfg.handshake_ms, 200);
+    /* poll_us: 0 (never poll) .. 1 s; am_chunk: 4 KiB .. 1 GiB */
+    CU_ASSERT_EQUAL(cfg.poll_us, 100);
+    CU_ASSERT_EQUAL(cfg.am_chunk, 4u << 20);
+    CU_ASSERT_EQUAL(kvxd_config_set(&cfg, "poll_us", "0", err, sizeof(err)),
+                    KVX_OK);
+    CU_ASSERT_EQUAL(cfg.poll_us, 0);
+    CU_ASSERT_EQUAL(
+        kvxd_config_set(&cfg, "poll_us", "1000001", err, sizeof(err)),
+        KVX_ERR_INVALID_PARAM);
+    CU_ASSERT(strstr(err, "poll_us") != NULL);
+    CU_ASSERT_EQUAL(kvxd_config_set(&cfg, "am_chunk", "4095", err, sizeof(err)),
+                    KVX_ERR_INVALID_PARAM);
+    CU_ASSERT(strstr(err, "am_chunk") != NULL);
+    CU_ASSERT_EQUAL(
+        kvxd_config_set(&cfg, "am_chunk", "1048576", err, sizeof(err)), KVX_OK);
+    CU_ASSERT_EQUAL(cfg.am_chunk, 1u << 20);
 }
 
 /* --print-config output parses back into the same configuration. */

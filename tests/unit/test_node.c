@@ -157,6 +157,88 @@ static void test_node_idle_progress(void)
     kvx_node_destroy(a);
 }
 
+/* Node "poll" of the test layout with kvx_node_params_t::poll_us US. */
+static kvx_node_h poll_node(uint32_t us)
+{
+    kvx_layout_params_t lp = nut_layout(16);
+    kvx_node_params_t np = {
+        .field_mask = KVX_NODE_PARAM_FIELD_NODE_ID |
+                      KVX_NODE_PARAM_FIELD_LAYOUT | KVX_NODE_PARAM_FIELD_POLL |
+                      KVX_NODE_PARAM_FIELD_LISTEN,
+        .node_id = "poll",
+        .layout = &lp,
+        .listen = "127.0.0.1:0",
+        .poll_us = us,
+    };
+    kvx_node_h node = NULL;
+
+    CU_ASSERT_EQUAL(kvx_node_create(&np, &node), KVX_OK);
+    return node;
+}
+
+static uint64_t counter(kvx_node_h node, const char *name)
+{
+    kvx_node_stats_t st;
+    uint64_t v = UINT64_MAX;
+
+    CU_ASSERT_EQUAL(kvx_node_stats(node, &st), KVX_OK);
+    CU_ASSERT(nut_counter(&st, name, &v));
+    return v;
+}
+
+/* The poll window: right after activity (a peer connecting, frames both
+ * ways) a node with a 1 s window polls instead of sleeping; with 0 it
+ * sleeps; bounds of poll_us and am_chunk are checked at creation. */
+static void test_node_poll_window(void)
+{
+    kvx_layout_params_t lp = nut_layout(16);
+    kvx_node_params_t np = {
+        .field_mask = KVX_NODE_PARAM_FIELD_NODE_ID |
+                      KVX_NODE_PARAM_FIELD_LAYOUT | KVX_NODE_PARAM_FIELD_POLL,
+        .node_id = "bad",
+        .layout = &lp,
+        .poll_us = KVX_NODE_POLL_US_MAX + 1,
+    };
+    kvx_node_h node = NULL, b, a;
+    kvx_peer_h p;
+    uint64_t sleeps, polls;
+
+    CU_ASSERT_EQUAL(kvx_node_create(&np, &node), KVX_ERR_INVALID_PARAM);
+    np.field_mask = KVX_NODE_PARAM_FIELD_NODE_ID | KVX_NODE_PARAM_FIELD_LAYOUT |
+                    KVX_NODE_PARAM_FIELD_AM_CHUNK;
+    np.am_chunk = KVX_NODE_AM_CHUNK_MIN - 1;
+    CU_ASSERT_EQUAL(kvx_node_create(&np, &node), KVX_ERR_INVALID_PARAM);
+    np.am_chunk = KVX_NODE_AM_CHUNK_MAX + 1;
+    CU_ASSERT_EQUAL(kvx_node_create(&np, &node), KVX_ERR_INVALID_PARAM);
+    CU_ASSERT_PTR_NULL(node);
+    np.am_chunk = KVX_NODE_AM_CHUNK_MIN;
+    CU_ASSERT_EQUAL_FATAL(kvx_node_create(&np, &node), KVX_OK);
+    kvx_node_destroy(node);
+
+    for (int window = 0; window <= 1; window++) {
+        a = poll_node(window ? KVX_NODE_POLL_US_MAX : 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+        CU_ASSERT_EQUAL_FATAL(nut_node("client", &opts_tcp, 0, &b), KVX_OK);
+        CU_ASSERT_EQUAL_FATAL(kvx_node_connect(b, kvx_node_listen_addr(a), &p),
+                              KVX_OK);
+        CU_ASSERT_EQUAL(nut_wait_peer(a, b, p), KVX_OK); /* frames: activity */
+        sleeps = counter(a, "loop.sleeps");
+        polls = counter(a, "loop.polls");
+        for (int i = 0; i < 5; i++) { /* UCX may have events pending */
+            CU_ASSERT_EQUAL(kvx_node_progress(a, 10), KVX_OK);
+        }
+        if (window) {
+            CU_ASSERT_EQUAL(counter(a, "loop.sleeps"), sleeps);
+            CU_ASSERT_EQUAL(counter(a, "loop.polls"), polls + 5);
+        } else {
+            CU_ASSERT(counter(a, "loop.sleeps") > sleeps);
+            CU_ASSERT_EQUAL(counter(a, "loop.polls"), 0);
+        }
+        kvx_node_destroy(b);
+        kvx_node_destroy(a);
+    }
+}
+
 static void test_node_stats_local(void)
 {
     kvx_node_stats_t st;
@@ -310,11 +392,9 @@ static void test_peer_close(void)
 }
 
 static const ut_test_t node_tests[] = {
-    UT_TEST(test_node_create_params),
-    UT_TEST(test_node_listen_port0),
-    UT_TEST(test_node_idle_progress),
-    UT_TEST(test_node_stats_local),
-    UT_END,
+    UT_TEST(test_node_create_params), UT_TEST(test_node_listen_port0),
+    UT_TEST(test_node_idle_progress), UT_TEST(test_node_poll_window),
+    UT_TEST(test_node_stats_local),   UT_END,
 };
 
 static const ut_test_t peer_tests[] = {

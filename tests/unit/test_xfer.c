@@ -66,6 +66,33 @@ static void test_xfer_push_forced(void)
     push_roundtrip(NUT_TLS_SHM, KVX_TRANSPORT_AM, KVX_TRANSPORT_AM, NULL);
 }
 
+/* The sender's am_chunk bounds its AM messages: 48 blocks of 32 KiB in
+ * 4 KiB messages, every byte still where it belongs. */
+static void test_xfer_am_chunk(void)
+{
+    nut_opts_t orx = {.tls = NUT_TLS_TCP, .num_blocks = XUT_N_MAX};
+    nut_opts_t otx = orx;
+    kvxi_ucx_stats_t before, after;
+    kvx_block_ref_t src[48];
+    kvx_xfer_h x;
+    xut_pair_t p;
+
+    otx.am_chunk = 4096;
+    xut_pair_open(&p, &orx, &otx);
+    CU_ASSERT_EQUAL(kvx_peer_transport(p.peer), KVX_TRANSPORT_AM);
+    nut_make_src(p.tx, 48, src, 9);
+    kvxi_ucx_stats_get(p.tx->ucx, &before);
+    x = xut_push(&p, 7, src, 48, NULL, 0, 0);
+    CU_ASSERT_EQUAL(nut_wait_xfer(p.tx, p.rx, x, NUT_WAIT_MS), KVX_OK);
+    kvxi_ucx_stats_get(p.tx->ucx, &after);
+    CU_ASSERT_EQUAL(after.am_tx_bytes - before.am_tx_bytes, 48 * p.bb);
+    CU_ASSERT_EQUAL(after.am_tx_chunks - before.am_tx_chunks, 48 * p.bb / 4096);
+    kvx_xfer_release(x);
+    xut_check_recv(&p, 7, src, 48);
+    nut_unpin_all(p.tx, src, 48);
+    xut_pair_close(&p);
+}
+
 static void test_xfer_dedupe(void)
 {
     nut_opts_t o = {.tls = NUT_TLS_TCP, .num_blocks = XUT_N_MAX};
@@ -349,6 +376,7 @@ static const ut_test_t xfer_tests[] = {
     UT_TEST(test_xfer_push_tcp_am),
     UT_TEST(test_xfer_push_shm_rma),
     UT_TEST(test_xfer_push_forced),
+    UT_TEST(test_xfer_am_chunk),
     UT_TEST(test_xfer_dedupe),
     UT_TEST(test_xfer_hold),
     UT_TEST(test_xfer_layerwise),
