@@ -108,6 +108,11 @@ enum kvxi_ucx_param_field {
 #define KVXI_UCX_AM_CHUNK_DEFAULT (4ull << 20)
 #define KVXI_UCX_AM_CHUNK_MIN 4096ull
 #define KVXI_UCX_CLOSE_MS_DEFAULT 2000u
+/** AM chunks up to this size are sent eagerly (UCP_AM_SEND_FLAG_EAGER):
+ *  UCX would use rendezvous above a few KiB over tcp, one round trip per
+ *  chunk; a layer-wise push sends one chunk per (block, layer). Measured
+ *  in docs/performance.md (tuning guide). */
+#define KVXI_UCX_AM_EAGER_MAX (256ull << 10)
 
 typedef struct kvxi_ucx_params {
     uint64_t field_mask;

@@ -108,6 +108,11 @@ static kvx_status_t ucx_issue_one(struct kvxi_ucx_post *post)
         op->hdr.len = htole64(chunk);
         st->am_tx_chunks++;
         st->am_tx_bytes += chunk;
+        if (chunk <= KVXI_UCX_AM_EAGER_MAX) {
+            /* one-way: no rendezvous round trip per small chunk */
+            param.op_attr_mask |= UCP_OP_ATTR_FIELD_FLAGS;
+            param.flags = UCP_AM_SEND_FLAG_EAGER;
+        }
         post->seg_pos += chunk;
         if (post->seg_pos == seg->len) {
             post->seg_idx++;

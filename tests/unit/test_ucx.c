@@ -120,10 +120,12 @@ static void test_ucx_pull_rma(void)
 
 static void test_ucx_push_am(void)
 {
-    /* Eager (< 8 KiB), rendezvous (1 MiB) and split (9 MiB > 4 MiB). */
+    /* Eager (up to KVXI_UCX_AM_EAGER_MAX, which UCX alone would send by
+     * rendezvous), rendezvous (1 MiB) and split (9 MiB > 4 MiB). */
     const kvx_segment_t segs[] = {
         {0, 0, 100},
         {4096, 8192, 4000},
+        {16u << 10, 7u << 19, KVXI_UCX_AM_EAGER_MAX},
         {1u << 20, 2u << 20, 1u << 20},
         {4u << 20, 6u << 20, 9u << 20},
     };
@@ -131,14 +133,15 @@ static void test_ucx_push_am(void)
     fix_t f;
 
     if (fix_init(&f, KVXI_UCX_MODE_AM, 0) == 0) {
-        move_and_check(&f, KVXI_UCX_PUSH, segs, 4);
+        move_and_check(&f, KVXI_UCX_PUSH, segs, 5);
         kvxi_ucx_stats_get(f.b.ucx, &st);
-        CU_ASSERT(st.am_rx_eager >= 2);
-        CU_ASSERT(st.am_rx_rndv >= 4); /* 1 + three 4/4/1 MiB chunks */
-        CU_ASSERT_EQUAL(st.am_rx_bytes, 100 + 4000 + (10u << 20));
+        CU_ASSERT_EQUAL(st.am_rx_eager, 3);
+        CU_ASSERT_EQUAL(st.am_rx_rndv, 4); /* 1 + three 4/4/1 MiB chunks */
+        CU_ASSERT_EQUAL(st.am_rx_bytes,
+                        100 + 4000 + KVXI_UCX_AM_EAGER_MAX + (10u << 20));
         CU_ASSERT_EQUAL(st.am_rx_refused + st.am_rx_malformed, 0);
         kvxi_ucx_stats_get(f.a.ucx, &st);
-        CU_ASSERT_EQUAL(st.am_tx_chunks, 6);
+        CU_ASSERT_EQUAL(st.am_tx_chunks, 7);
         CU_ASSERT_EQUAL(st.posts_ok, 1);
     }
     fix_fini(&f);
