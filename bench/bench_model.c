@@ -19,7 +19,7 @@ static void usage(FILE *f)
                "[--block-tokens 16|32|64|128]\n"
                "         [--shared-prefix RATIO] [--layerwise] "
                "[--layer-compute-us U]\n"
-               "         [--layers N] [--check] [--json FILE]\n"
+               "         [--layers N] [--check] [--no-baseline] [--json FILE]\n"
                "         [--poll-us US] [--am-chunk SIZE]\n"
                "  presets: llama-3.1-8b (default), llama-3.1-70b, "
                "qwen3-235b-a22b, deepseek-v3\n"
@@ -115,6 +115,8 @@ static int parse(int argc, char **argv, kvxi_model_opts_t *o)
             }
         } else if (strcmp(argv[i], "--layerwise") == 0) {
             o->layerwise = 1;
+        } else if (strcmp(argv[i], "--no-baseline") == 0) {
+            o->baseline = 0;
         } else if (strcmp(argv[i], "--check") == 0) {
             o->check = 1;
         } else if (strcmp(argv[i], "--help") == 0 ||
@@ -137,6 +139,11 @@ static int parse(int argc, char **argv, kvxi_model_opts_t *o)
 static double ms(uint64_t ns)
 {
     return (double)ns / 1e6;
+}
+
+static double ratio(uint64_t a, uint64_t b)
+{
+    return b ? (double)a / (double)b : 0.0;
 }
 
 /* "exact", or the wire blocks beyond (or short of) the unique ones. */
@@ -174,15 +181,28 @@ static void print_table(const kvxi_model_opts_t *o,
            ms(r->lat_p99_ns));
     printf("dedupe: wire blocks %llu vs unique %u: %s\n",
            (unsigned long long)r->sent, r->unique, dedupe_str(r, d, sizeof(d)));
-    printf("link: %.1f MiB/s (one request, every block sent)\n",
-           r->link_bps / 1048576.0);
+    printf("one request, every block sent: link %.1f MiB/s (best data "
+           "phase), push %.1f MiB/s (start to end, median of %d)\n",
+           r->link_bps / 1048576.0, r->req_bps / 1048576.0,
+           KVXI_MODEL_CALIB_WHOLE);
+    if (r->base.present) {
+        printf("baseline: %s of %s %.1f MiB/s; push / baseline %.3f "
+               "(goal >= %s)\n",
+               r->base_what, kvxi_bench_size_str(r->base_size, d, sizeof(d)),
+               r->base.value / 1048576.0, r->req_bps / r->base.value,
+               strcmp(r->base_what, "memcpy") == 0 ? "0.8" : "0.9");
+    } else {
+        printf("baseline: absent (%s)\n", r->base.why);
+    }
     if (o->layerwise) {
         printf("layer-wise: %lu us compute per layer; exposed p50 %.3f ms "
-               "(p99 %.3f), one layer %.3f ms: ratio %.2f (goal <= 1.5)\n",
-               o->compute_us, ms(r->exposed_p50_ns), ms(r->exposed_p99_ns),
-               ms(r->layer_ns),
-               r->layer_ns ? (double)r->exposed_p50_ns / (double)r->layer_ns
-                           : 0.0);
+               "(p99 %.3f)\n",
+               o->compute_us, ms(r->exposed_p50_ns), ms(r->exposed_p99_ns));
+        printf("  one layer at the link rate %.3f ms: ratio %.2f; as sent "
+               "layer by layer %.3f ms: ratio %.2f (goal <= 1.5)\n",
+               ms(r->layer_ns), ratio(r->exposed_p50_ns, r->layer_ns),
+               ms(r->layer_sent_ns),
+               ratio(r->exposed_p50_ns, r->layer_sent_ns));
     }
     if (r->failed) {
         printf("FAILED: %u of %u requests\n", r->failed, o->requests);
@@ -218,25 +238,45 @@ static int write_json(const kvxi_model_opts_t *o, const kvxi_model_result_t *r)
         "%llu,\n    \"logical_bytes\": %llu, \"wire_bytes\": %llu, "
         "\"dedupe\": \"%s\", \"dedupe_exact\": %s, \"failed\": %u,\n"
         "    \"bytes_per_s\": %.6g, \"link_bytes_per_s\": %.6g, "
-        "\"lat_p50_ns\": %llu, \"lat_p99_ns\": %llu,\n",
+        "\"request_bytes_per_s\": %.6g, \"layered_bytes_per_s\": %.6g,\n"
+        "    \"lat_p50_ns\": %llu, \"lat_p99_ns\": %llu,\n",
         (unsigned long long)r->block_bytes, r->nb, r->shared_blocks,
         (unsigned long long)r->blocks, r->unique, (unsigned long long)r->hits,
         (unsigned long long)r->sent, (unsigned long long)r->logical,
         (unsigned long long)r->wire, dedupe_str(r, d, sizeof(d)),
         r->sent == r->unique ? "true" : "false", r->failed, r->bps, r->link_bps,
-        (unsigned long long)r->lat_p50_ns, (unsigned long long)r->lat_p99_ns);
+        r->req_bps, r->layered_bps, (unsigned long long)r->lat_p50_ns,
+        (unsigned long long)r->lat_p99_ns);
+    fprintf(f, "    \"baseline\": {\"test\": ");
+    kvxi_bench_json_str(f, r->base_what != NULL ? r->base_what : "");
+    fprintf(f, ", \"size\": %llu, ", (unsigned long long)r->base_size);
+    if (r->base.present) {
+        fprintf(f,
+                "\"bytes_per_s\": %.6g, \"absent\": null}, "
+                "\"request_ratio\": %.6g,\n",
+                r->base.value, r->req_bps / r->base.value);
+    } else {
+        fprintf(f, "\"bytes_per_s\": null, \"absent\": ");
+        kvxi_bench_json_str(f, r->base.why);
+        fprintf(f, "}, \"request_ratio\": null,\n");
+    }
     if (o->layerwise) {
         fprintf(f,
                 "    \"exposed_p50_ns\": %llu, \"exposed_p99_ns\": %llu, "
-                "\"layer_ns\": %llu, \"exposed_ratio\": %.6g}\n}\n",
+                "\"layer_ns\": %llu, \"exposed_ratio\": %.6g,\n"
+                "    \"layer_sent_ns\": %llu, \"exposed_ratio_sent\": "
+                "%.6g}\n}\n",
                 (unsigned long long)r->exposed_p50_ns,
                 (unsigned long long)r->exposed_p99_ns,
                 (unsigned long long)r->layer_ns,
-                r->layer_ns ? (double)r->exposed_p50_ns / (double)r->layer_ns
-                            : 0.0);
+                ratio(r->exposed_p50_ns, r->layer_ns),
+                (unsigned long long)r->layer_sent_ns,
+                ratio(r->exposed_p50_ns, r->layer_sent_ns));
     } else {
         fprintf(f, "    \"exposed_p50_ns\": null, \"exposed_p99_ns\": null, "
-                   "\"layer_ns\": null, \"exposed_ratio\": null}\n}\n");
+                   "\"layer_ns\": null, \"exposed_ratio\": null,\n"
+                   "    \"layer_sent_ns\": null, \"exposed_ratio_sent\": "
+                   "null}\n}\n");
     }
     if (fclose(f) != 0) {
         fprintf(stderr, "kvx-bench: cannot write %s: %s\n", o->json,
@@ -257,6 +297,7 @@ int kvxi_model_main(int argc, char **argv)
         .concurrency = 2,
         .block_tokens = 16,
         .shared = 0.5,
+        .baseline = 1,
     };
     kvxi_model_result_t r;
     int rc = parse(argc, argv, &o);

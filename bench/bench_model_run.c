@@ -6,7 +6,6 @@
  * batched prefill would produce them.
  */
 #include "bench_model.h"
-#include "bench_pair.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +13,6 @@
 
 #define MODEL_HOST_BYTES_MAX (16ull << 30) /* per pool; there are two */
 #define DEADLINE_MS 120000
-#define CALIB_PUSHES 3
 #define LEASE_NS (3600ull * 1000000000ull)
 
 /* Token i of request r: the shared prefix is the same in every request. */
@@ -141,45 +139,13 @@ static void compute(kvx_node_h node, unsigned long us)
     }
 }
 
-/* The link: request 0's blocks pushed without keys (all sent); the best
- * data phase of CALIB_PUSHES. Uses request ids 1 .. CALIB_PUSHES. */
-static double calibrate(kvxi_pair_t *p, const kvx_block_ref_t *refs,
-                        uint32_t nb)
-{
-    double best = 0;
-
-    for (uint64_t id = 1; id <= CALIB_PUSHES; id++) {
-        kvx_xfer_params_t xp = {
-            .field_mask =
-                KVX_XFER_PARAM_FIELD_REQUEST_ID | KVX_XFER_PARAM_FIELD_BLOCKS,
-            .request_id = id,
-            .blocks = refs,
-            .n_blocks = nb,
-        };
-        kvx_xfer_attr_t a;
-        kvx_xfer_h x;
-
-        if (kvx_node_push(p->node, p->peer, &xp, &x) != KVX_OK) {
-            continue;
-        }
-        if (kvx_xfer_wait(x, DEADLINE_MS) == KVX_OK &&
-            kvx_xfer_query(x, &a) == KVX_OK && a.data_ns > 0) {
-            double bps = (double)a.bytes_sent * 1e9 / (double)a.data_ns;
-
-            best = bps > best ? bps : best;
-        }
-        kvx_xfer_release(x);
-    }
-    return best;
-}
-
 typedef struct wave_ctx {
     const kvxi_model_opts_t *o;
     kvxi_pair_t *p;
     const kvx_block_key_t *keys;
     const kvx_block_ref_t *refs;
     kvxi_model_result_t *r;
-    uint64_t *lat, *exposed, *layer;
+    uint64_t *lat, *exposed, *layer, *layer_sent;
     uint32_t nwaves;
     uint64_t busy_ns;
 } wave_ctx_t;
@@ -202,7 +168,7 @@ static int run_wave(wave_ctx_t *w, uint32_t first, uint32_t n)
                 KVX_XFER_PARAM_FIELD_REQUEST_ID | KVX_XFER_PARAM_FIELD_BLOCKS |
                 KVX_XFER_PARAM_FIELD_KEYS | KVX_XFER_PARAM_FIELD_DEADLINE |
                 KVX_XFER_PARAM_FIELD_FLAGS,
-            .request_id = CALIB_PUSHES + 1 + q,
+            .request_id = KVXI_MODEL_CALIB_IDS + 1 + q,
             .blocks = w->refs + (size_t)q * nb,
             .n_blocks = nb,
             .keys = w->keys + (size_t)q * nb,
@@ -261,9 +227,14 @@ static int run_wave(wave_ctx_t *w, uint32_t first, uint32_t n)
         kvx_xfer_release(x[i]);
     }
     if (w->r->link_bps > 0) {
-        w->layer[w->nwaves++] =
+        w->layer[w->nwaves] =
             (uint64_t)((double)wire / o->layers * 1e9 / w->r->link_bps);
     }
+    if (w->r->layered_bps > 0) {
+        w->layer_sent[w->nwaves] =
+            (uint64_t)((double)wire / o->layers * 1e9 / w->r->layered_bps);
+    }
+    w->nwaves++;
     return 0;
 }
 
@@ -278,7 +249,9 @@ static int run_requests(const kvxi_model_opts_t *o, kvxi_pair_t *p,
     w.lat = calloc(o->requests, sizeof(*w.lat));
     w.exposed = calloc(o->requests, sizeof(*w.exposed));
     w.layer = calloc(o->requests, sizeof(*w.layer));
-    if (w.lat == NULL || w.exposed == NULL || w.layer == NULL) {
+    w.layer_sent = calloc(o->requests, sizeof(*w.layer_sent));
+    if (w.lat == NULL || w.exposed == NULL || w.layer == NULL ||
+        w.layer_sent == NULL) {
         fprintf(stderr, "kvx-bench: out of memory\n");
         rc = 1;
     }
@@ -301,12 +274,14 @@ static int run_requests(const kvxi_model_opts_t *o, kvxi_pair_t *p,
         r->exposed_p99_ns = pct(w.exposed, o->requests, 99);
         r->exposed_p50_ns = pct(w.exposed, o->requests, 50);
         r->layer_ns = pct(w.layer, w.nwaves, 50);
+        r->layer_sent_ns = pct(w.layer_sent, w.nwaves, 50);
         r->logical = r->blocks * r->block_bytes;
         r->bps = w.busy_ns ? (double)r->wire * 1e9 / (double)w.busy_ns : 0;
     }
     free(w.lat);
     free(w.exposed);
     free(w.layer);
+    free(w.layer_sent);
     return rc;
 }
 
@@ -355,10 +330,13 @@ int kvxi_model_run(const kvxi_model_opts_t *o, kvxi_model_result_t *r)
     }
     if (make_sources(o, pair.node, r->nb, r->block_bytes, keys, refs) == 0) {
         r->data_path = kvx_transport_string(kvx_peer_transport(pair.peer));
-        r->link_bps = calibrate(&pair, refs, r->nb);
+        kvxi_model_calibrate(o, &pair, refs, r);
         rc = run_requests(o, &pair, keys, refs, r);
     }
     kvxi_pair_close(&pair);
+    if (rc == 0) { /* after the pair: its processes would share the CPUs */
+        kvxi_model_baseline(o, r);
+    }
 out:
     free(keys);
     free(refs);

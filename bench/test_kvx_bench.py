@@ -125,6 +125,18 @@ try:
               "model %s: figures" % tr)
         check(is_num(r["exposed_p50_ns"]) if extra else
               r["exposed_p50_ns"] is None, "model %s: exposed" % tr)
+        check(is_num(r["link_bytes_per_s"]) and
+              is_num(r["request_bytes_per_s"]), "model %s: calibration" % tr)
+        check(is_num(r["layered_bytes_per_s"]) and
+              is_num(r["layer_sent_ns"]) and
+              is_num(r["exposed_ratio_sent"]) if extra else
+              r["layer_sent_ns"] is None, "model %s: layered" % tr)
+        b = r["baseline"]
+        check(b["test"] == ("memcpy" if tr == "shm" else "ucp_am_bw") and
+              ((is_num(b["bytes_per_s"]) and b["absent"] is None and
+                is_num(r["request_ratio"])) or
+               (b["bytes_per_s"] is None and b["absent"] and
+                r["request_ratio"] is None)), "model %s: baseline" % tr)
 
     # 2b. sweep: tiny push runs with checksums, every combo a row
     # (tcp with the node tuning knobs: never poll, 4 KiB AM messages)
