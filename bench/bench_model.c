@@ -160,7 +160,7 @@ static const char *dedupe_str(const kvxi_model_result_t *r, char *buf,
 static void print_table(const kvxi_model_opts_t *o,
                         const kvxi_model_result_t *r)
 {
-    char d[32], tune[64];
+    char d[32], tune[96];
 
     printf("kvx-bench model: %s (%u layers, %s), transport %s (UCX_TLS=%s, "
            "data path %s; %s)\n",

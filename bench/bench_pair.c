@@ -30,7 +30,9 @@ kvx_status_t kvxi_pair_node_create(const char *tls, const unsigned char *secret,
         .field_mask =
             KVX_NODE_PARAM_FIELD_NODE_ID | KVX_NODE_PARAM_FIELD_LAYOUT |
             KVX_NODE_PARAM_FIELD_UCX_TLS | KVX_NODE_PARAM_FIELD_SECRET |
-            KVX_NODE_PARAM_FIELD_POLL | KVX_NODE_PARAM_FIELD_AM_CHUNK,
+            KVX_NODE_PARAM_FIELD_POLL | KVX_NODE_PARAM_FIELD_AM_CHUNK |
+            KVX_NODE_PARAM_FIELD_TRANSPORT,
+        .transport = (kvx_transport_t)kvxi_bench_tuning.path,
         .poll_us = (uint32_t)kvxi_bench_tuning.poll_us,
         .am_chunk = kvxi_bench_tuning.am_chunk,
         .node_id = id,

@@ -198,7 +198,7 @@ static void print_table(const kvxi_sweep_opts_t *o,
                         const kvxi_pt_result_t base[2][KVXI_SWEEP_MAX],
                         long cpus)
 {
-    char sz[32], tune[64];
+    char sz[32], tune[96];
     int r, p, d;
 
     printf("kvx-bench sweep: %s, transport %s (UCX_TLS=%s), UCX %s, %ld "

@@ -145,6 +145,7 @@ void kvxi_bench_json_str(FILE *f, const char *s)
 kvxi_bench_tuning_t kvxi_bench_tuning = {
     .poll_us = KVX_NODE_POLL_US_DEFAULT,
     .am_chunk = KVX_NODE_AM_CHUNK_DEFAULT,
+    .path = KVX_TRANSPORT_AUTO,
 };
 
 int kvxi_bench_parse_tuning(int argc, char **argv, int *i)
@@ -173,6 +174,19 @@ int kvxi_bench_parse_tuning(int argc, char **argv, int *i)
         t->am_chunk = size;
         return 1;
     }
+    if (!missing &&
+        (v = kvxi_bench_opt_arg(argc, argv, i, "--path", &missing))) {
+        if (strcmp(v, "auto") == 0) {
+            t->path = KVX_TRANSPORT_AUTO;
+        } else if (strcmp(v, "am") == 0) {
+            t->path = KVX_TRANSPORT_AM;
+        } else if (strcmp(v, "rma") == 0) {
+            t->path = KVX_TRANSPORT_RMA;
+        } else {
+            return kvxi_bench_bad("unknown --path '%s' (auto, am or rma)", v);
+        }
+        return 1;
+    }
     if (missing) {
         return kvxi_bench_bad("%s needs a value", argv[*i]);
     }
@@ -183,7 +197,9 @@ const char *kvxi_bench_tuning_str(char *buf, size_t len)
 {
     char sz[32];
 
-    snprintf(buf, len, "poll %lu us, AM chunk %s", kvxi_bench_tuning.poll_us,
+    snprintf(buf, len, "path %s, poll %lu us, AM chunk %s",
+             kvx_transport_string((kvx_transport_t)kvxi_bench_tuning.path),
+             kvxi_bench_tuning.poll_us,
              kvxi_bench_size_str(kvxi_bench_tuning.am_chunk, sz, sizeof(sz)));
     return buf;
 }
@@ -208,9 +224,10 @@ FILE *kvxi_bench_json_open(const char *path, const char *command,
     kvxi_bench_json_str(f, ucp_get_version_string());
     fprintf(f,
             ", \"cpu_count\": %ld, \"kvx_version\": \"%s\", "
-            "\"poll_us\": %lu, \"am_chunk\": %lu},\n",
-            cpus, KVX_VERSION_STRING, kvxi_bench_tuning.poll_us,
-            kvxi_bench_tuning.am_chunk);
+            "\"path\": \"%s\", \"poll_us\": %lu, \"am_chunk\": %lu},\n",
+            cpus, KVX_VERSION_STRING,
+            kvx_transport_string((kvx_transport_t)kvxi_bench_tuning.path),
+            kvxi_bench_tuning.poll_us, kvxi_bench_tuning.am_chunk);
     return f;
 }
 

@@ -38,15 +38,17 @@ const char *kvxi_bench_opt_arg(int argc, char **argv, int *i, const char *name,
 typedef struct kvxi_bench_tuning {
     unsigned long poll_us;  /* kvx_node_params_t::poll_us */
     unsigned long am_chunk; /* kvx_node_params_t::am_chunk */
+    int path;               /* kvx_node_params_t::transport (--path) */
 } kvxi_bench_tuning_t;
 
 extern kvxi_bench_tuning_t kvxi_bench_tuning;
 
-/* --poll-us US or --am-chunk SIZE at argv[*i]: 1 when it was one (stored in
+/* --poll-us US, --am-chunk SIZE or --path auto|am|rma at argv[*i]: 1 when
+ * it was one (stored in
  * kvxi_bench_tuning), 0 when not, 2 after a message on bad input. */
 int kvxi_bench_parse_tuning(int argc, char **argv, int *i);
 
-/* "poll 100 us, AM chunk 4M" (the tuning, for headers) */
+/* "path auto, poll 100 us, AM chunk 4M" (the tuning, for headers) */
 const char *kvxi_bench_tuning_str(char *buf, size_t len);
 
 /* 4096 -> "4K", 1048576 -> "1M", 1000 -> "1000" */
