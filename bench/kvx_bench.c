@@ -4,10 +4,14 @@
  * 127.0.0.1, and a memcpy; `sweep` (bench_sweep.c): kvx pushes per chunk
  * size, batch and block pattern, with the ratio to the raw figure;
  * `model` (bench_model.c): preset-shaped requests with dedupe and
- * layer-wise streaming. See docs/performance.md.
+ * layer-wise streaming; `scale` (bench_scale.c): concurrent pushes from
+ * several initiator processes against a single stream. See
+ * docs/performance.md.
  */
 #include "bench_baseline.h"
 #include "bench_model.h"
+#include "bench_rawam.h"
+#include "bench_scale.h"
 #include "bench_sweep.h"
 #include "bench_util.h"
 
@@ -48,13 +52,16 @@ static void usage(FILE *f)
                "[--json FILE]\n"
                "       kvx-bench sweep --help\n"
                "       kvx-bench model --help\n"
+               "       kvx-bench scale --help\n"
                "       kvx-bench --help\n"
                "  baseline  ucx_perftest (ucp_am_bw, ucp_put_bw, ucp_am_lat) "
                "and memcpy per size\n"
                "  sweep     kvx push per chunk size x batch x pattern, with "
                "its ratio to ucx_perftest\n"
                "  model     preset-shaped requests: dedupe, layer-wise, "
-               "latency (model --help)\n");
+               "latency (model --help)\n"
+               "  scale     4 initiator processes x 16 pushes in flight vs a "
+               "single stream (scale --help)\n");
 }
 
 static int parse_baseline(int argc, char **argv, baseline_opts_t *o)
@@ -267,6 +274,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "model") == 0) {
         return kvxi_model_main(argc, argv);
+    }
+    if (strcmp(argv[1], "scale") == 0) {
+        return kvxi_scale_main(argc, argv);
+    }
+    if (strcmp(argv[1], "rawam") == 0) { /* hidden: rawam --help */
+        return kvxi_rawam_main(argc, argv);
     }
     if (strcmp(argv[1], "baseline") != 0) {
         return kvxi_bench_bad("unknown command '%s' (see kvx-bench --help)",

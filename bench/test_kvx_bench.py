@@ -6,9 +6,14 @@ size), the exit code 2 of every bad input, and that a missing, failing or
 hung ucx_perftest is reported as absent while memcpy still runs (exit 0).
 sweep: a tiny push run with --check over tcp and shm (a row per combo,
 positive figures, no baseline -> ratio null), its bad inputs (exit 2), a
-tiny pull run over tcp, and --plot (an SVG, or the skip message)."""
+tiny pull run over tcp, and --plot (an SVG, or the skip message).
+scale: a tiny run over tcp with --check (JSON fields, figures numbers, no
+failures, every push collected) and its bad inputs (exit 2).
+rawam: a tiny raw UCX AM stream over tcp (its line, a positive figure) and
+its bad inputs (exit 2)."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -140,7 +145,8 @@ try:
 
     # 2b. sweep: tiny push runs with checksums, every combo a row
     # (tcp with the node tuning knobs: never poll, 4 KiB AM messages)
-    for tr, tune in (("tcp", ["--poll-us", "0", "--am-chunk", "4K"]),
+    for tr, tune in (("tcp", ["--poll-us", "0", "--am-chunk", "4K",
+                              "--path", "am"]),
                      ("shm", [])):
         out = os.path.join(tmp, "sweep-%s.json" % tr)
         rc, so, se = run(["sweep", "--transport", tr, "--chunks", "4K,64K",
@@ -152,8 +158,9 @@ try:
         check(j["command"] == "sweep" and j["env"]["transport"] == tr and
               j["check"] is True and j["baseline_test"] is None,
               "sweep %s: header" % tr)
-        check((j["env"]["poll_us"], j["env"]["am_chunk"]) ==
-              ((0, 4096) if tune else (100, 4 << 20)), "sweep %s: tuning" % tr)
+        check((j["env"]["poll_us"], j["env"]["am_chunk"], j["env"]["path"]) ==
+              ((0, 4096, "am") if tune else (100, 4 << 20, "auto")),
+              "sweep %s: tuning" % tr)
         combos = sorted((r["chunk"], r["batch"], r["pattern"])
                         for r in j["results"])
         check(combos == sorted((c, b, p) for c in (4096, 65536)
@@ -195,6 +202,7 @@ try:
                  ["sweep", "--poll-us", "x"],
                  ["sweep", "--am-chunk", "1K"],
                  ["sweep", "--am-chunk"],
+                 ["sweep", "--path", "udp"],
                  ["model", "--am-chunk", "2G"],
                  ["model", "--poll-us"]):
         rc, so, se = run(args)
@@ -248,6 +256,78 @@ try:
         check(want in r["absent"].get("ucp_put_bw", ""),
               "%s perftest: reason '%s'" % (name, want))
         check(is_num(r["memcpy_bytes_per_s"]), "%s perftest: memcpy" % name)
+    # 5. scale: a tiny run over tcp with checksums (2 initiators x 2 in
+    # flight against a single stream); figures are numbers, no timing
+    # asserted; then its bad inputs (exit 2)
+    out = os.path.join(tmp, "scale.json")
+    rc, so, se = run(["scale", "--procs", "2", "--per-proc", "2", "--chunk",
+                      "64K", "--blocks", "4", "--seconds", "1", "--check",
+                      "--json", out], timeout=180)
+    print(so + se)
+    check(rc == 0, "scale exits 0")
+    j = load(out)
+    check(j["command"] == "scale" and j["env"]["transport"] == "tcp" and
+          j["check"] is True and j["procs"] == 2 and j["per_proc"] == 2 and
+          j["chunk"] == 65536 and j["blocks"] == 4 and
+          j["push_bytes"] == 4 * 65536, "scale: header")
+    for name, procs, fl in (("single", 1, 1), ("scale", 2, 2)):
+        p = j[name]
+        check(p["procs"] == procs and p["in_flight"] == fl and
+              p["data_path"] == "am", "scale %s: shape" % name)
+        check(all(is_num(p[k]) for k in ("pushes", "bytes", "seconds",
+                                         "bytes_per_s", "lat_p50_ns",
+                                         "lat_p99_ns")) and
+              p["bytes"] == p["pushes"] * 4 * 65536,
+              "scale %s: figures" % name)
+        check(p["failures"] == 0 and p["first_failure"] is None,
+              "scale %s: no failures" % name)
+        check(len(p["initiator_hwm_kib"]) == procs and
+              all(is_num(v) for v in p["initiator_hwm_kib"]),
+              "scale %s: initiator memory" % name)
+    m = j["memory"]
+    check(is_num(j["ratio"]) and j["goal"] == 0.8, "scale: ratio")
+    check(m["target_pool_bytes"] == 2 * 2 * 2 * 4 * 65536 and
+          all(is_num(m[k]) for k in ("target_rss_before_kib",
+                                     "target_rss_after_kib",
+                                     "target_hwm_kib")) and
+          isinstance(m["target_rss_growth_kib"], int), "scale: memory")
+    # every push (and each initiator's warm-up) collected by the target
+    t = j["target"]
+    check(t["collected"] == j["single"]["pushes"] + j["scale"]["pushes"] + 3
+          and t["failed"] == 0 and t["never_arrived"] == 0,
+          "scale: the target collected every push")
+    for args in (["scale", "--transport", "rdma"],
+                 ["scale", "--procs", "0"],
+                 ["scale", "--procs", "65"],
+                 ["scale", "--per-proc", "0"],
+                 ["scale", "--per-proc", "1025"],
+                 ["scale", "--chunk", "0"],
+                 ["scale", "--chunk", "100"],
+                 ["scale", "--chunk", "128M"],
+                 ["scale", "--blocks", "0"],
+                 ["scale", "--seconds", "0"],
+                 ["scale", "--seconds", "3601"],
+                 ["scale", "--procs", "64", "--per-proc", "1024"],
+                 ["scale", "--json"],
+                 ["scale", "--bogus"]):
+        rc, so, se = run(args)
+        check(rc == 2 and se.strip() != "", "exit 2: " + " ".join(args))
+    # 6. rawam: a tiny raw UCX AM stream over tcp (its line with a positive
+    # figure; no timing asserted), then its bad inputs (exit 2)
+    rc, so, se = run(["rawam", "--msg", "64K", "--footprint", "4M",
+                      "--iters", "200"], timeout=120)
+    print(so + se)
+    m = re.search(r"^raw UCX AM: msg 64K over a 4M footprint: "
+                  r"([0-9.]+) MiB/s$", so, re.M)
+    check(rc == 0 and m is not None and float(m.group(1)) > 0,
+          "rawam exits 0 with a positive figure")
+    for args in (["rawam", "--msg", "0"],
+                 ["rawam", "--msg", "64K", "--footprint", "32K"],
+                 ["rawam", "--transport", "rdma"],
+                 ["rawam", "--iters", "0"],
+                 ["rawam", "--bogus"]):
+        rc, so, se = run(args)
+        check(rc == 2 and se.strip() != "", "exit 2: " + " ".join(args))
 finally:
     shutil.rmtree(tmp)
 
