@@ -217,6 +217,8 @@ kvx_status_t kvxi_ucx_create(const kvxi_ucx_params_t *params, kvxi_ucx_h *ucx_p)
     ucx_list_init(&ucx->closing);
     ucx_list_init(&ucx->rx_free);
     ucx_list_init(&ucx->rx_busy);
+    ucx_list_init(&ucx->gathers);
+    ucx_list_init(&ucx->gathers_busy);
     ucx_list_init(&ucx->free);
     ucx_list_init(&ucx->zombie);
     ucx_apply_params(ucx, params);
@@ -302,6 +304,7 @@ void kvxi_ucx_destroy(kvxi_ucx_h ucx)
         free(UCX_CONTAINER(l, struct kvxi_ucx_ep, link));
     }
     kvxi_ucx_posts_free_all(ucx);
+    kvxi_ucx_gathers_free_all(ucx);
     ucp_cleanup(ucx->context);
     free(ucx);
 }

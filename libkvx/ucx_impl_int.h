@@ -54,6 +54,27 @@ typedef struct ucx_am_hdr {
     uint64_t len;
 } ucx_am_hdr_t;
 
+/*
+ * A gathered message (ucx_gather.c): several whole small segments in one
+ * eager AM. Header magic UCX_AM_MAGIC_GATHER, dst_off = the number of
+ * pieces (1 .. UCX_GATHER_MAX), len = the payload's length; the payload
+ * is that many ucx_piece_t (little endian) followed by the pieces' bytes.
+ */
+#define UCX_AM_MAGIC_GATHER 0x4758564bu /* "KVXG" */
+#define UCX_GATHER_MAX 64u
+
+typedef struct ucx_piece {
+    uint64_t dst_off;
+    uint64_t len;
+} ucx_piece_t;
+
+/* The send side of one gathered message (pooled on the instance). */
+typedef struct ucx_gather {
+    ucx_link_t link; /* ucx->gathers (free) or ucx->gathers_busy */
+    ucx_piece_t pieces[UCX_GATHER_MAX];
+    ucp_dt_iov_t iov[UCX_GATHER_MAX + 1];
+} ucx_gather_t;
+
 struct kvxi_ucx_post;
 struct kvxi_ucx;
 
@@ -65,9 +86,10 @@ struct kvxi_ucx;
  */
 typedef struct ucx_op {
     struct kvxi_ucx_post *post;
-    uint32_t idx;     /* in post->ops */
-    uint32_t busy;    /* given to UCX, callback not yet run */
-    ucx_am_hdr_t hdr; /* AM: must live until the send completes */
+    uint32_t idx;         /* in post->ops */
+    uint32_t busy;        /* given to UCX, callback not yet run */
+    ucx_am_hdr_t hdr;     /* AM: must live until the send completes */
+    ucx_gather_t *gather; /* a gathered AM's pieces, until it completes */
 } ucx_op_t;
 
 /* A rendezvous receive in flight (pooled on the instance). */
@@ -102,7 +124,8 @@ struct kvxi_ucx {
     ucx_link_t closing; /* destroyed endpoints whose close still runs */
     ucx_link_t free;    /* recycled post objects */
     ucx_link_t zombie;  /* posts UCX may still call back (freed at destroy) */
-    ucx_link_t rx_free, rx_busy; /* rendezvous receive contexts */
+    ucx_link_t rx_free, rx_busy;      /* rendezvous receive contexts */
+    ucx_link_t gathers, gathers_busy; /* gathered sends: free, in UCX */
     kvxi_ucx_stats_t stats;
 };
 
@@ -199,5 +222,26 @@ int kvxi_ucx_posts_busy(const struct kvxi_ucx_ep *ep);
 void kvxi_ucx_posts_detach(struct kvxi_ucx_ep *ep);
 /* Frees recycled and zombie posts and receive contexts (after the worker). */
 void kvxi_ucx_posts_free_all(struct kvxi_ucx *ucx);
+/* Counts a landed (or failed) AM chunk and tells the owner. */
+void kvxi_ucx_am_done(struct kvxi_ucx *ucx, const ucx_am_hdr_t *h,
+                      kvx_status_t status);
+
+/* ucx_gather.c */
+/* How many whole segments from @p post's current one fit one gathered
+ * message (0 or 1: send the segment alone); *end_p: the index after them. */
+uint32_t kvxi_ucx_gather_span(const struct kvxi_ucx_post *post, size_t *end_p);
+/* Sends segments [seg_idx, end) of @p post as one gathered eager AM on
+ * @p op (its header and a pooled gather); @p param as for a chunk. Returns
+ * what ucp_am_send_nbx() did, or UCS_STATUS_PTR(UCS_ERR_NO_MEMORY). */
+ucs_status_ptr_t kvxi_ucx_gather_send(struct kvxi_ucx_post *post, ucx_op_t *op,
+                                      size_t end, ucp_request_param_t *param);
+/* Gives @p op's gather back to the pool (no-op without one). */
+void kvxi_ucx_gather_put(struct kvxi_ucx *ucx, ucx_op_t *op);
+/* Lands a gathered message: every piece admitted by am_dest_cb is copied
+ * and done; a refused piece is counted and reported, the rest still land. */
+void kvxi_ucx_gather_recv(struct kvxi_ucx *ucx, const ucx_am_hdr_t *h,
+                          const void *data, size_t length);
+/* Frees the pool (after the worker). */
+void kvxi_ucx_gathers_free_all(struct kvxi_ucx *ucx);
 
 #endif /* KVX_UCX_IMPL_INT_H */

@@ -132,14 +132,16 @@ typedef struct kvxi_ucx_params {
 
 /** Counters of one instance (monotonic since create). */
 typedef struct kvxi_ucx_stats {
-    uint64_t posts_ok, posts_failed; /**< completed posts by outcome */
-    uint64_t put_bytes, get_bytes;   /**< RMA bytes issued */
-    uint64_t am_tx_chunks, am_tx_bytes;
-    uint64_t am_rx_eager, am_rx_rndv; /**< accepted chunks by protocol */
-    uint64_t am_rx_bytes;             /**< bytes landed (done, KVX_OK) */
-    uint64_t am_rx_refused;           /**< dropped: am_dest_cb said no */
-    uint64_t am_rx_malformed;         /**< dropped: bad header/length */
-    uint64_t am_rx_failed;            /**< rendezvous receive failed */
+    uint64_t posts_ok, posts_failed;    /**< completed posts by outcome */
+    uint64_t put_bytes, get_bytes;      /**< RMA bytes issued */
+    uint64_t am_tx_chunks, am_tx_bytes; /**< AM messages, payload bytes */
+    uint64_t am_tx_gathers;             /**< of the messages, gathered ones */
+    uint64_t am_rx_gathers;             /**< gathered messages received */
+    uint64_t am_rx_eager, am_rx_rndv;   /**< accepted chunks by protocol */
+    uint64_t am_rx_bytes;               /**< bytes landed (done, KVX_OK) */
+    uint64_t am_rx_refused;             /**< dropped: am_dest_cb said no */
+    uint64_t am_rx_malformed;           /**< dropped: bad header/length */
+    uint64_t am_rx_failed;              /**< rendezvous receive failed */
     uint64_t eps_closing; /**< destroyed endpoints still closing (gauge) */
     uint64_t eps_stuck;   /**< closes given up on: operations still in UCX
                                after close_ms (gauge; freed at destroy) */

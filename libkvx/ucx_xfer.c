@@ -38,6 +38,7 @@ static void ucx_op_cb(void *request, ucs_status_t s, void *user_data)
 
     ucp_request_free(request);
     op->busy = 0;
+    kvxi_ucx_gather_put(post->ucx, op);
     post->inflight--;
     post->free_ops[post->n_free_ops++] = op->idx;
     if (s != UCS_OK) {
@@ -82,6 +83,7 @@ static kvx_status_t ucx_issue_one(struct kvxi_ucx_post *post)
     };
     kvxi_ucx_stats_t *st = &post->ucx->stats;
     ucs_status_ptr_t sp;
+    size_t end;
 
     op->busy = 1;
     post->inflight++;
@@ -95,6 +97,8 @@ static kvx_status_t ucx_issue_one(struct kvxi_ucx_post *post)
         post->seg_idx++;
         sp = ucp_get_nbx(ep->ep, post->mem->base + seg->dst_off, seg->len,
                          ep->peer_base + seg->src_off, ep->rkey, &param);
+    } else if (kvxi_ucx_gather_span(post, &end) >= 2) {
+        sp = kvxi_ucx_gather_send(post, op, end, &param);
     } else {
         uint64_t left = seg->len - post->seg_pos;
         uint64_t chunk =
@@ -125,6 +129,7 @@ static kvx_status_t ucx_issue_one(struct kvxi_ucx_post *post)
         return KVX_OK; /* the callback ends it (maybe already has) */
     }
     op->busy = 0;
+    kvxi_ucx_gather_put(post->ucx, op);
     post->inflight--;
     post->free_ops[post->n_free_ops++] = op->idx;
     return sp == NULL ? KVX_OK : kvxi_ucx_status(UCS_PTR_STATUS(sp));
@@ -402,6 +407,7 @@ kvx_status_t kvxi_ucx_post(kvxi_ucx_ep_h ep,
         post->free_ops[i] = i;
         post->ops[i].post = post;
         post->ops[i].idx = i;
+        post->ops[i].gather = NULL;
     }
     ucx_list_init(&post->q_link);
     ucx_list_push(&ep->posts, &post->ep_link);
@@ -429,8 +435,8 @@ kvx_status_t kvxi_ucx_cancel(kvxi_ucx_post_h post)
 
 /* ---- AM receive ---- */
 
-static void ucx_am_done(struct kvxi_ucx *ucx, const ucx_am_hdr_t *h,
-                        kvx_status_t status)
+void kvxi_ucx_am_done(struct kvxi_ucx *ucx, const ucx_am_hdr_t *h,
+                      kvx_status_t status)
 {
     if (status == KVX_OK) {
         ucx->stats.am_rx_bytes += h->len;
@@ -459,7 +465,7 @@ static void ucx_am_rndv_cb(void *request, ucs_status_t s, size_t length,
     ucp_request_free(request);
     rx->busy = 0;
     ucx_rx_put(rx);
-    ucx_am_done(rx->ucx, &h, kvxi_ucx_status(s));
+    kvxi_ucx_am_done(rx->ucx, &h, kvxi_ucx_status(s));
 }
 
 /* Receives a rendezvous chunk straight into @p dst. */
@@ -492,8 +498,8 @@ static ucs_status_t ucx_am_recv_rndv(struct kvxi_ucx *ucx,
     if ((sp == NULL || UCS_PTR_IS_ERR(sp)) && rx->busy) {
         rx->busy = 0;
         ucx_rx_put(rx);
-        ucx_am_done(ucx, h,
-                    sp == NULL ? KVX_OK : kvxi_ucx_status(UCS_PTR_STATUS(sp)));
+        kvxi_ucx_am_done(
+            ucx, h, sp == NULL ? KVX_OK : kvxi_ucx_status(UCS_PTR_STATUS(sp)));
     }
     return UCS_OK;
 }
@@ -515,6 +521,10 @@ ucs_status_t kvxi_ucx_am_recv(void *arg, const void *header,
         h.transfer_id = le64toh(h.transfer_id);
         h.dst_off = le64toh(h.dst_off);
         h.len = le64toh(h.len);
+        if (h.magic == UCX_AM_MAGIC_GATHER && !rndv) {
+            kvxi_ucx_gather_recv(ucx, &h, data, length);
+            return UCS_OK;
+        }
         if (h.magic == UCX_AM_MAGIC && h.len == length && h.len != 0) {
             reason = KVX_ERR_OUT_OF_RANGE;
             if (ucx->am_dest_cb != NULL && !ucx->destroying) {
@@ -544,7 +554,7 @@ ucs_status_t kvxi_ucx_am_recv(void *arg, const void *header,
     if (!rndv) {
         ucx->stats.am_rx_eager++;
         memcpy(dst, data, length);
-        ucx_am_done(ucx, &h, KVX_OK);
+        kvxi_ucx_am_done(ucx, &h, KVX_OK);
         return UCS_OK;
     }
     ucx->stats.am_rx_rndv++;

@@ -136,12 +136,14 @@ static void test_ucx_push_am(void)
         move_and_check(&f, KVXI_UCX_PUSH, segs, 5);
         kvxi_ucx_stats_get(f.b.ucx, &st);
         CU_ASSERT_EQUAL(st.am_rx_eager, 3);
-        CU_ASSERT_EQUAL(st.am_rx_rndv, 4); /* 1 + three 4/4/1 MiB chunks */
+        CU_ASSERT_EQUAL(st.am_rx_gathers, 1); /* the first two, together */
+        CU_ASSERT_EQUAL(st.am_rx_rndv, 4);    /* 1 + three 4/4/1 MiB chunks */
         CU_ASSERT_EQUAL(st.am_rx_bytes,
                         100 + 4000 + KVXI_UCX_AM_EAGER_MAX + (10u << 20));
         CU_ASSERT_EQUAL(st.am_rx_refused + st.am_rx_malformed, 0);
         kvxi_ucx_stats_get(f.a.ucx, &st);
-        CU_ASSERT_EQUAL(st.am_tx_chunks, 7);
+        CU_ASSERT_EQUAL(st.am_tx_chunks, 6);
+        CU_ASSERT_EQUAL(st.am_tx_gathers, 1);
         CU_ASSERT_EQUAL(st.posts_ok, 1);
     }
     fix_fini(&f);
@@ -185,9 +187,15 @@ static void test_ucx_scattered(void)
 
         /* A small window: most segments wait for a free slot. */
         if (fix_init(&f, modes[m], 16) == 0) {
+            kvxi_ucx_stats_t st;
+
             move_and_check(&f, KVXI_UCX_PUSH, segs, 1500);
             if (modes[m] == KVXI_UCX_MODE_RMA) {
                 move_and_check(&f, KVXI_UCX_PULL, segs, 1500);
+            } else { /* up to 8 KiB each: gathered, far fewer messages */
+                kvxi_ucx_stats_get(f.a.ucx, &st);
+                CU_ASSERT(st.am_tx_gathers > 0);
+                CU_ASSERT(st.am_tx_chunks < 1500 / 4);
             }
         }
         fix_fini(&f);
@@ -267,6 +275,43 @@ static void test_ucx_am_refused(void)
     fix_fini(&f);
 }
 
+/* A gathered message with a piece the receiver refuses: the other piece
+ * still lands, the refused one is counted and leaves its bytes alone. */
+static void test_ucx_gather_refused_piece(void)
+{
+    const kvx_segment_t segs[] = {
+        {0, 1u << 20, 4096},    /* allowed */
+        {4096, 3u << 20, 4096}, /* outside the allowed range */
+    };
+    result_t r = {0};
+    kvxi_ucx_post_params_t p = {KVXI_UCX_PUSH, NULL, segs, 2, 7, post_cb, &r};
+    kvxi_ucx_stats_t st;
+    fix_t f;
+
+    if (fix_init(&f, KVXI_UCX_MODE_AM, 0) != 0) {
+        fix_fini(&f);
+        return;
+    }
+    f.b.any_tid = 0;
+    f.b.allow_tid = 7;
+    f.b.allow_off = 1u << 20;
+    f.b.allow_len = 1u << 20;
+    p.mem = f.a.mem;
+    fill(f.a.base, REGION_LEN, 5);
+    CU_ASSERT_EQUAL(kvxi_ucx_post(f.ab, &p, NULL), KVX_OK);
+    CU_ASSERT(pump_until(&f, refusals_seen, &(refusal_wait_t){&f.b, 1}));
+    CU_ASSERT(pump_until(&f, result_done, &r));
+    CU_ASSERT_EQUAL(r.status, KVX_OK); /* eager: the sender cannot know */
+    CU_ASSERT_EQUAL(f.b.done_bytes, 4096);
+    CU_ASSERT_EQUAL(f.b.refused, 1);
+    CU_ASSERT(memcmp(f.b.base + (1u << 20), f.a.base, 4096) == 0);
+    CU_ASSERT_EQUAL(f.b.base[3u << 20], BYTE_INIT);
+    kvxi_ucx_stats_get(f.b.ucx, &st);
+    CU_ASSERT_EQUAL(st.am_rx_gathers, 1);
+    CU_ASSERT_EQUAL(st.am_rx_refused, 1);
+    fix_fini(&f);
+}
+
 static int sends_done(const void *arg)
 {
     return *(const int *)arg == 0;
@@ -282,7 +327,7 @@ static void raw_cb(void *req, ucs_status_t s, void *user_data)
 /* Headers that are not ours: dropped, counted, reported; never crash. */
 static void test_ucx_am_malformed(void)
 {
-    static ucx_am_hdr_t hdr[5]; /* live until each send completes */
+    static ucx_am_hdr_t hdr[9]; /* live until each send completes */
     static uint8_t payload[64 << 10];
     int pending = 0;
     ucp_request_param_t rp = {
@@ -294,12 +339,17 @@ static void test_ucx_am_malformed(void)
     struct {
         size_t hlen, len;
         uint32_t magic;
+        uint64_t pieces; /* the header's dst_off */
     } cases[] = {
-        {8, 64, UCX_AM_MAGIC},                    /* short header */
-        {sizeof(hdr[0]), 64, 0x1234},             /* bad magic */
-        {sizeof(hdr[0]), 32, UCX_AM_MAGIC},       /* length mismatch */
-        {sizeof(hdr[0]), 64 << 10, UCX_AM_MAGIC}, /* rendezvous, mismatch */
-        {0, 64, UCX_AM_MAGIC},                    /* no header */
+        {8, 64, UCX_AM_MAGIC, 0},                     /* short header */
+        {sizeof(hdr[0]), 64, 0x1234, 0},              /* bad magic */
+        {sizeof(hdr[0]), 32, UCX_AM_MAGIC, 0},        /* length mismatch */
+        {sizeof(hdr[0]), 64 << 10, UCX_AM_MAGIC, 0},  /* rendezvous, mismatch */
+        {0, 64, UCX_AM_MAGIC, 0},                     /* no header */
+        {sizeof(hdr[0]), 64, UCX_AM_MAGIC_GATHER, 0}, /* no pieces */
+        {sizeof(hdr[0]), 64, UCX_AM_MAGIC_GATHER, 2}, /* pieces of 0 bytes */
+        {sizeof(hdr[0]), 64, UCX_AM_MAGIC_GATHER, UCX_GATHER_MAX + 1},
+        {sizeof(hdr[0]), 64 << 10, UCX_AM_MAGIC_GATHER, 1}, /* rendezvous */
     };
     kvxi_ucx_stats_t st;
     fix_t f;
@@ -311,16 +361,18 @@ static void test_ucx_am_malformed(void)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         ucs_status_ptr_t sp;
 
-        hdr[i] = (ucx_am_hdr_t){.magic = cases[i].magic, .len = 64};
+        hdr[i] = (ucx_am_hdr_t){
+            .magic = cases[i].magic, .dst_off = cases[i].pieces, .len = 64};
         sp = ucp_am_send_nbx(f.ab->ep, UCX_AM_ID, &hdr[i], cases[i].hlen,
                              payload, cases[i].len, &rp);
         CU_ASSERT(!UCS_PTR_IS_ERR(sp));
         pending += UCS_PTR_IS_PTR(sp);
     }
     CU_ASSERT(pump_until(&f, sends_done, &pending));
-    CU_ASSERT(pump_until(&f, refusals_seen, &(refusal_wait_t){&f.b, 5}));
+    CU_ASSERT(pump_until(&f, refusals_seen, &(refusal_wait_t){&f.b, 9}));
     kvxi_ucx_stats_get(f.b.ucx, &st);
-    CU_ASSERT_EQUAL(st.am_rx_malformed, 5);
+    CU_ASSERT_EQUAL(st.am_rx_malformed, 9);
+    CU_ASSERT_EQUAL(st.am_rx_gathers, 0);
     CU_ASSERT_EQUAL(f.b.last_refusal, KVX_ERR_PROTO_MALFORMED);
     CU_ASSERT_EQUAL(f.b.done_bytes, 0);
     fix_fini(&f);
@@ -651,6 +703,7 @@ static void test_ucx_throughput(void)
     X(test_ucx_push_am)                                                        \
     X(test_ucx_scattered)                                                      \
     X(test_ucx_am_refused)                                                     \
+    X(test_ucx_gather_refused_piece)                                           \
     X(test_ucx_am_malformed)                                                   \
     X(test_ucx_out_of_range)                                                   \
     X(test_ucx_ep_destroy_busy)                                                \
