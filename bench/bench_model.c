@@ -13,17 +13,18 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: kvx-bench model [--preset NAME] [--transport tcp|shm] "
-               "[--prompt TOKENS]\n"
-               "         [--requests N] [--concurrency C] "
-               "[--block-tokens 16|32|64|128]\n"
-               "         [--shared-prefix RATIO] [--layerwise] "
-               "[--layer-compute-us U]\n"
-               "         [--layers N] [--check] [--no-baseline] [--json FILE]\n"
-               "         [--poll-us US] [--am-chunk SIZE]\n"
-               "  presets: llama-3.1-8b (default), llama-3.1-70b, "
-               "qwen3-235b-a22b, deepseek-v3\n"
-               "  (and the kvx CLI's short names: llama-8b, ..., tiny)\n");
+    fprintf(f,
+            "usage: kvx-bench model [--preset NAME] [--transport tcp|shm] "
+            "[--prompt TOKENS]\n"
+            "         [--requests N] [--concurrency C] "
+            "[--block-tokens 16|32|64|128]\n"
+            "         [--shared-prefix RATIO] [--layerwise] "
+            "[--layer-compute-us U]\n"
+            "         [--layers N] [--check] [--no-baseline] [--json FILE]\n"
+            "         [--path auto|am|rma] [--poll-us US] [--am-chunk SIZE]\n"
+            "  presets: llama-3.1-8b (default), llama-3.1-70b, "
+            "qwen3-235b-a22b, deepseek-v3\n"
+            "  (and the kvx CLI's short names: llama-8b, ..., tiny)\n");
 }
 
 static int parse_ratio(const char *s, double *v_p)

@@ -164,7 +164,8 @@ int kvxi_sweep_plot(const kvxi_sweep_opts_t *o, const kvxi_sweep_row_t *rows,
                        "{ set terminal pngcairo size 960,600 } "
                        "else { set terminal png size 960,600 }\n");
         }
-        fprintf(f, "set output ");
+        /* plain text: names like UCX_TLS are not subscripts */
+        fprintf(f, "set termoption noenhanced\nset output ");
         gp_str(f, o->plot);
         fprintf(f,
                 "\nset title 'kvx-bench sweep over %s (UCX_TLS=%s), "

@@ -28,7 +28,7 @@ run baseline-shm baseline --transport shm --sizes $chunks --json "$out/baseline-
 for tr in tcp shm; do
   run sweep-$tr sweep --transport $tr --dir both --chunks $chunks \
     --batches 1,16,256 --iters 20 --json "$out/sweep-$tr.json" \
-    --plot "$out/sweep-$tr.svg"
+    --plot "$out/sweep-$tr.png"
 done
 for tr in tcp shm; do
   run model-$tr model --transport $tr --prompt 4096 --requests 8 \
@@ -46,6 +46,12 @@ for preset in llama-3.1-70b qwen3-235b-a22b deepseek-v3; do
 done
 for tr in tcp shm; do
   run scale-$tr scale --transport $tr --check --json "$out/scale-$tr.json"
+done
+run scale-shm-am scale --transport shm --path am --check --json "$out/scale-shm-am.json"
+# raw UCX active messages shaped like kvx's over kvx's footprint, next to
+# ucx_perftest's one cache-resident buffer: what the tcp goal's gap is made of
+for fp in 1M 512M; do
+  run rawam-$fp rawam --msg 1M --footprint $fp --iters 2048
 done
 # tuning: one knob at a time, everything else at its default
 for p in 0 100 1000; do

@@ -6,7 +6,7 @@
  * `model` (bench_model.c): preset-shaped requests with dedupe and
  * layer-wise streaming; `scale` (bench_scale.c): concurrent pushes from
  * several initiator processes against a single stream. See
- * docs/performance.md.
+ * docs/bench.md (figures: docs/performance.md).
  */
 #include "bench_baseline.h"
 #include "bench_model.h"
