@@ -237,6 +237,11 @@ static int run_phase(const kvxi_scale_opts_t *o, const char *addr,
             goto out;
         }
     }
+    if (isatty(STDERR_FILENO)) { /* progress on a terminal */
+        fprintf(stderr, "\rscale: %s phase, %u x %u in flight for %lu s ...   ",
+                lane0 == 0 ? "single" : "scale", n, in_flight,
+                (unsigned long)o->seconds);
+    }
     close(go[1]); /* the barrier: every initiator starts now */
     go[1] = -1;
     for (uint32_t i = 0; i < n; i++) {
@@ -339,6 +344,9 @@ int kvxi_scale_run(const kvxi_scale_opts_t *o, kvxi_scale_result_t *r)
     if (rc == 0) {
         r->rss_before_kib = kvxi_scale_proc_kib(pid, "VmRSS");
         rc = run_phase(o, addr, fd, 1, o->procs, o->per_proc, &r->scale);
+    }
+    if (isatty(STDERR_FILENO)) {
+        fprintf(stderr, "\r%64s\r", "");
     }
     if (rc == 0) {
         rc = target_counts(fd, r);
