@@ -150,7 +150,8 @@ static int tx_connect(rawam_tx_t *tx, int fd, double deadline,
     void *addr;
     ucs_status_t st;
 
-    if (kvxi_rawam_read_all(fd, &hello, sizeof(hello), deadline) != 0) {
+    if (kvxi_bench_read_all(fd, &hello, sizeof(hello),
+                            (uint64_t)(deadline * 1e9)) != 0) {
         if (kvxi_rawam_now_s() >= deadline) {
             snprintf(why, why_len, "timed out after %u s", timeout_s);
         } else {
@@ -166,7 +167,8 @@ static int tx_connect(rawam_tx_t *tx, int fd, double deadline,
         return -1;
     }
     if ((addr = malloc(hello.addr_len)) == NULL ||
-        kvxi_rawam_read_all(fd, addr, hello.addr_len, deadline) != 0) {
+        kvxi_bench_read_all(fd, addr, hello.addr_len,
+                            (uint64_t)(deadline * 1e9)) != 0) {
         snprintf(why, why_len, "cannot read the receiver's address");
         free(addr);
         return -1;

@@ -73,10 +73,6 @@ typedef struct rawam_tx {
 } rawam_tx_t;
 
 double kvxi_rawam_now_s(void);
-/* Writes all of BUF: 0, or -1. */
-int kvxi_rawam_write_all(int fd, const void *buf, size_t len);
-/* Reads LEN bytes before DEADLINE: 0, or -1 (EOF, error or time out). */
-int kvxi_rawam_read_all(int fd, void *buf, size_t len, double deadline);
 void kvxi_rawam_side_close(rawam_side_t *s);
 /* Maps the region, then a context (UCP_FEATURE_AM only) and a worker over
  * TLS on lo, with AM_CB (if any) as the handler. 0, or -1 with why. */

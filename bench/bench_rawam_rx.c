@@ -3,6 +3,7 @@
  * lands messages as libkvx's does; it busy-polls its worker.
  */
 #include "bench_rawam_int.h"
+#include "bench_util.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -98,7 +99,7 @@ void kvxi_rawam_rx_main(pid_t parent, const char *tls, size_t footprint,
     if (kvxi_rawam_side_open(&s, tls, footprint, 0, rx_am_cb, &rx, hello.why,
                              sizeof(hello.why)) != 0) {
         hello.what = 'E';
-        (void)kvxi_rawam_write_all(fd, &hello, sizeof(hello));
+        (void)kvxi_bench_write_all(fd, &hello, sizeof(hello));
         _exit(1);
     }
     st = ucp_worker_get_address(s.worker, &addr, &addr_len);
@@ -107,12 +108,12 @@ void kvxi_rawam_rx_main(pid_t parent, const char *tls, size_t footprint,
         snprintf(hello.why, sizeof(hello.why),
                  "UCX cannot start: ucp_worker_get_address: %s",
                  st != UCS_OK ? ucs_status_string(st) : "too long");
-        (void)kvxi_rawam_write_all(fd, &hello, sizeof(hello));
+        (void)kvxi_bench_write_all(fd, &hello, sizeof(hello));
         _exit(1);
     }
     hello.addr_len = (uint32_t)addr_len;
-    if (kvxi_rawam_write_all(fd, &hello, sizeof(hello)) != 0 ||
-        kvxi_rawam_write_all(fd, addr, addr_len) != 0) {
+    if (kvxi_bench_write_all(fd, &hello, sizeof(hello)) != 0 ||
+        kvxi_bench_write_all(fd, addr, addr_len) != 0) {
         _exit(1);
     }
     ucp_worker_release_address(s.worker, addr);
@@ -125,12 +126,12 @@ void kvxi_rawam_rx_main(pid_t parent, const char *tls, size_t footprint,
         if (!said_warm && got >= warm) {
             c = rx.bad != 0 ? 'E' : 'W';
             said_warm = 1;
-            (void)kvxi_rawam_write_all(fd, &c, 1);
+            (void)kvxi_bench_write_all(fd, &c, 1);
         }
         if (!said_done && got >= total) {
             c = rx.bad != 0 ? 'E' : 'D';
             said_done = 1;
-            (void)kvxi_rawam_write_all(fd, &c, 1);
+            (void)kvxi_bench_write_all(fd, &c, 1);
         }
         if (++spin % RAWAM_CHECK_EVERY != 0) {
             continue;

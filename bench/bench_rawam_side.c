@@ -26,59 +26,6 @@ double kvxi_rawam_now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-int kvxi_rawam_write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
-
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Reads LEN bytes before DEADLINE: 0, or -1 (EOF, error or time out). */
-int kvxi_rawam_read_all(int fd, void *buf, size_t len, double deadline)
-{
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    char *p = buf;
-
-    while (len > 0) {
-        double left = deadline - kvxi_rawam_now_s();
-        ssize_t r;
-        int n;
-
-        if (left <= 0) {
-            return -1;
-        }
-        n = poll(&pfd, 1, (int)(left * 1000) + 1);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return -1;
-        }
-        r = read(fd, p, len);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            return -1;
-        }
-        p += r;
-        len -= (size_t)r;
-    }
-    return 0;
-}
-
 /* A memfd shared mapping of LEN bytes (as libkvx's pool), every page
  * written with FILL now. NULL with errno set on failure. */
 static char *region_map(size_t len, int fill)

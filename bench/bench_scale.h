@@ -107,9 +107,6 @@ void kvxi_scale_initiator_main(const kvxi_scale_opts_t *o, const char *addr,
                                uint32_t lane, uint32_t in_flight, int go,
                                int out);
 
-/* Writes all of BUF on FD: 0, or -1 when it is closed. */
-int kvxi_scale_write_all(int fd, const void *buf, size_t len);
-
 /* The processes' log callback: "kvx-bench scale ARG: [level] msg". */
 void kvxi_scale_log_cb(kvx_log_level_t level, const char *msg, void *arg);
 

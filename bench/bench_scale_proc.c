@@ -4,7 +4,8 @@
  */
 #include "bench_pair.h"
 #include "bench_scale.h"
-#include "bench_sweep.h" /* kvxi_sweep_hold_pool */
+#include "bench_sweep.h"
+#include "bench_util.h" /* kvxi_sweep_hold_pool */
 
 #include <errno.h>
 #include <stdio.h>
@@ -64,25 +65,6 @@ void kvxi_scale_log_cb(kvx_log_level_t level, const char *msg, void *arg)
 {
     fprintf(stderr, "kvx-bench scale %s: [%s] %s\n", (const char *)arg,
             kvx_log_level_string(level), msg);
-}
-
-int kvxi_scale_write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
 }
 
 /* ---- an initiator ---- */
@@ -250,10 +232,10 @@ void kvxi_scale_initiator_main(const kvxi_scale_opts_t *o, const char *addr,
     }
     if (hello.why[0] != '\0') {
         hello.what = 'E';
-        (void)!kvxi_scale_write_all(out, &hello, sizeof(hello));
+        (void)!kvxi_bench_write_all(out, &hello, sizeof(hello));
         _exit(1);
     }
-    if (kvxi_scale_write_all(out, &hello, sizeof(hello)) < 0) {
+    if (kvxi_bench_write_all(out, &hello, sizeof(hello)) < 0) {
         _exit(1);
     }
     while (read(go, &b, 1) < 0 && errno == EINTR) {
@@ -262,8 +244,8 @@ void kvxi_scale_initiator_main(const kvxi_scale_opts_t *o, const char *addr,
     run_window(&in, slots, in_flight);
     in.rep.transport = (int32_t)kvx_peer_transport(in.peer);
     in.rep.hwm_kib = kvxi_scale_proc_kib(0, "VmHWM");
-    if (kvxi_scale_write_all(out, &in.rep, sizeof(in.rep)) < 0 ||
-        kvxi_scale_write_all(out, in.lat, in.rep.nlat * sizeof(*in.lat)) < 0) {
+    if (kvxi_bench_write_all(out, &in.rep, sizeof(in.rep)) < 0 ||
+        kvxi_bench_write_all(out, in.lat, in.rep.nlat * sizeof(*in.lat)) < 0) {
         _exit(1);
     }
     kvx_node_destroy(in.node);

@@ -4,6 +4,7 @@
  * target's memory. Every child is killed by PID and reaped on every path.
  */
 #include "bench_scale.h"
+#include "bench_util.h"
 #include "bench_sweep.h" /* kvxi_sweep_pct */
 
 #include <errno.h>
@@ -32,47 +33,13 @@ static uint64_t deadline_in(unsigned s)
     return kvx_clock_monotonic_ns(NULL) + (uint64_t)s * 1000000000ull;
 }
 
-/* Reads LEN bytes by DEADLINE: 0, or -1 (EOF, error or too late). */
-static int read_full(int fd, void *buf, size_t len, uint64_t deadline)
-{
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    char *p = buf;
-
-    while (len > 0) {
-        uint64_t now = kvx_clock_monotonic_ns(NULL);
-        ssize_t r;
-        int pr;
-
-        if (now >= deadline) {
-            return -1;
-        }
-        pr = poll(&pfd, 1, (int)((deadline - now) / 1000000ull) + 1);
-        if (pr < 0 && errno == EINTR) {
-            continue;
-        }
-        if (pr <= 0) {
-            return -1;
-        }
-        r = read(fd, p, len);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            return -1;
-        }
-        p += r;
-        len -= (size_t)r;
-    }
-    return 0;
-}
-
 /* One line (without its newline) by DEADLINE: 0 or -1. */
 static int read_line(int fd, char *buf, size_t len, uint64_t deadline)
 {
     size_t got = 0;
 
     while (got + 1 < len) {
-        if (read_full(fd, buf + got, 1, deadline) < 0) {
+        if (kvxi_bench_read_all(fd, buf + got, 1, deadline) < 0) {
             return -1;
         }
         if (buf[got] == '\n') {
@@ -167,7 +134,7 @@ static int children_report(const kvxi_scale_opts_t *o, children_t *c,
     kvxi_scale_report_t rep;
     uint64_t *lat;
 
-    if (read_full(c->fd[i], &rep, sizeof(rep), deadline) < 0 ||
+    if (kvxi_bench_read_all(c->fd[i], &rep, sizeof(rep), deadline) < 0 ||
         rep.nlat > KVXI_SCALE_LAT_MAX) {
         fprintf(stderr, "kvx-bench: initiator %u of %u sent no report\n", i + 1,
                 c->n);
@@ -179,8 +146,8 @@ static int children_report(const kvxi_scale_opts_t *o, children_t *c,
         return 1;
     }
     *lat_p = lat;
-    if (read_full(c->fd[i], lat + *nlat_p, rep.nlat * sizeof(*lat), deadline) <
-        0) {
+    if (kvxi_bench_read_all(c->fd[i], lat + *nlat_p, rep.nlat * sizeof(*lat),
+                            deadline) < 0) {
         fprintf(stderr, "kvx-bench: initiator %u of %u: report cut short\n",
                 i + 1, c->n);
         return 1;
@@ -225,7 +192,8 @@ static int run_phase(const kvxi_scale_opts_t *o, const char *addr,
     for (uint32_t i = 0; i < n; i++) {
         kvxi_scale_hello_t h;
 
-        if (read_full(c.fd[i], &h, sizeof(h), deadline_in(HELLO_S)) < 0) {
+        if (kvxi_bench_read_all(c.fd[i], &h, sizeof(h), deadline_in(HELLO_S)) <
+            0) {
             fprintf(stderr, "kvx-bench: initiator %u of %u did not start\n",
                     i + 1, n);
             goto out;

@@ -5,6 +5,7 @@
  */
 #include "bench_pair.h"
 #include "bench_scale.h"
+#include "bench_util.h"
 
 #include <poll.h>
 #include <stdio.h>
@@ -124,11 +125,11 @@ void kvxi_scale_target_main(const kvxi_scale_opts_t *o, uint32_t num_blocks,
     }
     if (st != KVX_OK) {
         snprintf(line, sizeof(line), "ERR %s\n", kvx_status_string(st));
-        (void)!kvxi_scale_write_all(fd, line, strlen(line));
+        (void)!kvxi_bench_write_all(fd, line, strlen(line));
         _exit(1);
     }
     snprintf(line, sizeof(line), "%s\n", kvx_node_listen_addr(node));
-    (void)!kvxi_scale_write_all(fd, line, strlen(line));
+    (void)!kvxi_bench_write_all(fd, line, strlen(line));
     for (;;) {
         kvx_node_progress(node, PROGRESS_MS);
         collect_pass(node, lanes, nlanes, refs, o->blocks, &c);
@@ -145,7 +146,7 @@ void kvxi_scale_target_main(const kvxi_scale_opts_t *o, uint32_t num_blocks,
         snprintf(line, sizeof(line), "collected %llu failed %llu lost %llu\n",
                  (unsigned long long)c.collected, (unsigned long long)c.failed,
                  (unsigned long long)c.lost);
-        (void)!kvxi_scale_write_all(fd, line, strlen(line));
+        (void)!kvxi_bench_write_all(fd, line, strlen(line));
     }
     kvx_node_destroy(node);
     _exit(0);

@@ -7,6 +7,9 @@
 #include <ucp/api/ucp.h>
 
 #include <errno.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,6 +143,61 @@ void kvxi_bench_json_str(FILE *f, const char *s)
         }
     }
     fputc('"', f);
+}
+
+int kvxi_bench_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
+
+        if (w < 0 && errno == ENOTSOCK) {
+            w = write(fd, p, len);
+        }
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int kvxi_bench_read_all(int fd, void *buf, size_t len, uint64_t deadline_ns)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    char *p = buf;
+
+    while (len > 0) {
+        uint64_t now = kvx_clock_monotonic_ns(NULL);
+        ssize_t r;
+        int pr;
+
+        if (now >= deadline_ns) {
+            return -1;
+        }
+        pr = poll(&pfd, 1, (int)((deadline_ns - now) / 1000000ull) + 1);
+        if (pr < 0 && errno == EINTR) {
+            continue;
+        }
+        if (pr <= 0) {
+            return -1;
+        }
+        r = read(fd, p, len);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            return -1;
+        }
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
 }
 
 kvxi_bench_tuning_t kvxi_bench_tuning = {

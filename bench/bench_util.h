@@ -5,6 +5,7 @@
 #define KVX_BENCH_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Prints "kvx-bench: " FMT (with ARG) on stderr; returns 2 (bad input). */
@@ -50,6 +51,14 @@ int kvxi_bench_parse_tuning(int argc, char **argv, int *i);
 
 /* "path auto, poll 100 us, AM chunk 4M" (the tuning, for headers) */
 const char *kvxi_bench_tuning_str(char *buf, size_t len);
+
+/* Writes all of BUF to FD (a pipe or socket; no SIGPIPE from a socket):
+ * 0, or -1. */
+int kvxi_bench_write_all(int fd, const void *buf, size_t len);
+
+/* Reads LEN bytes from FD before DEADLINE_NS (kvx_clock_monotonic_ns()):
+ * 0, or -1 (EOF, error or too late). */
+int kvxi_bench_read_all(int fd, void *buf, size_t len, uint64_t deadline_ns);
 
 /* 4096 -> "4K", 1048576 -> "1M", 1000 -> "1000" */
 const char *kvxi_bench_size_str(size_t size, char *buf, size_t len);
