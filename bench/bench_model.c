@@ -22,6 +22,7 @@ static void usage(FILE *f)
             "[--layer-compute-us U]\n"
             "         [--layers N] [--check] [--no-baseline] [--json FILE]\n"
             "         [--path auto|am|rma] [--poll-us US] [--am-chunk SIZE]\n"
+            "         [--target HOST:PORT]\n"
             "  presets: llama-3.1-8b (default), llama-3.1-70b, "
             "qwen3-235b-a22b, deepseek-v3\n"
             "  (and the kvx CLI's short names: llama-8b, ..., tiny)\n");
@@ -116,6 +117,9 @@ static int parse(int argc, char **argv, kvxi_model_opts_t *o)
             }
         } else if (strcmp(argv[i], "--layerwise") == 0) {
             o->layerwise = 1;
+        } else if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--target",
+                                           &missing))) {
+            kvxi_pair_remote = v;
         } else if (strcmp(argv[i], "--no-baseline") == 0) {
             o->baseline = 0;
         } else if (strcmp(argv[i], "--check") == 0) {
@@ -129,6 +133,11 @@ static int parse(int argc, char **argv, kvxi_model_opts_t *o)
                                   "--help)",
                                   argv[i]);
         }
+    }
+    if (kvxi_pair_remote != NULL && strcmp(o->transport, "shm") == 0) {
+        return kvxi_bench_bad("--target %s: shared memory needs both nodes "
+                              "on one host (use tcp)",
+                              kvxi_pair_remote);
     }
     if (o->prompt < o->block_tokens) {
         return kvxi_bench_bad("--prompt is shorter than one block (%s)",

@@ -127,6 +127,12 @@ void kvxi_model_baseline(const kvxi_model_opts_t *o, kvxi_model_result_t *r)
         snprintf(r->base.why, sizeof(r->base.why), "--no-baseline");
         return;
     }
+    if (kvxi_pair_remote != NULL) {
+        snprintf(r->base.why, sizeof(r->base.why),
+                 "two hosts: ucx_perftest here would measure this host's "
+                 "loopback; run it between the hosts");
+        return;
+    }
     if (strcmp(o->transport, "shm") == 0) {
         /* kvx moves the blocks with RMA put there: memcpy speed */
         double bps = kvxi_bench_memcpy_bps(r->nb * r->block_bytes);

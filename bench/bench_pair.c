@@ -55,12 +55,15 @@ kvx_status_t kvxi_pair_node_create(const char *tls, const unsigned char *secret,
     return st;
 }
 
+const char *kvxi_pair_remote;
+const char *kvxi_pair_listen = "127.0.0.1:0";
+
 /* The target child: never returns. Requests are collected in id order; a
  * later one that completes first waits, held, until its turn. Released
  * blocks with keys stay CACHED and serve dedupe. */
-static void target_main(const char *tls, const unsigned char *secret,
-                        const kvx_layout_params_t *lp,
-                        kvxi_pair_setup_cb_t setup, void *arg, int fd)
+void kvxi_pair_target_main(const char *tls, const unsigned char *secret,
+                           const kvx_layout_params_t *lp,
+                           kvxi_pair_setup_cb_t setup, void *arg, int fd)
 {
     kvx_block_ref_t *refs = malloc(lp->num_blocks * sizeof(*refs));
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -76,7 +79,7 @@ static void target_main(const char *tls, const unsigned char *secret,
     st = refs == NULL
              ? KVX_ERR_NO_MEMORY
              : kvxi_pair_node_create(tls, secret, lp, "kvx-bench-target",
-                                     "127.0.0.1:0", &node);
+                                     kvxi_pair_listen, &node);
     if (st == KVX_OK && setup != NULL) {
         st = setup(node, arg);
     }
@@ -138,7 +141,11 @@ void kvxi_pair_close(kvxi_pair_t *p)
 
     kvx_node_destroy(p->node);
     p->node = NULL;
-    if (p->pid <= 0) {
+    if (p->pid <= 0) { /* a remote target ends when its socket closes */
+        if (p->fd >= 0) {
+            close(p->fd);
+        }
+        p->fd = -1;
         return;
     }
     close(p->fd); /* the target exits on EOF; killed after 2 s */
@@ -170,24 +177,33 @@ int kvxi_pair_open_setup(const char *tls, const unsigned char *secret,
     int sv[2];
 
     memset(p, 0, sizeof(*p));
+    p->fd = -1;
     fflush(stdout);
     fflush(stderr);
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        fprintf(stderr, "kvx-bench: socketpair: %s\n", strerror(errno));
-        return 1;
+    if (kvxi_pair_remote != NULL) {
+        /* callers refuse --target with a setup (bad input) */
+        if (setup != NULL ||
+            (p->fd = kvxi_pair_remote_open(tls, secret, lp)) < 0) {
+            return 1;
+        }
+    } else {
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+            fprintf(stderr, "kvx-bench: socketpair: %s\n", strerror(errno));
+            return 1;
+        }
+        p->pid = fork();
+        if (p->pid < 0) {
+            fprintf(stderr, "kvx-bench: fork: %s\n", strerror(errno));
+            close(sv[0]), close(sv[1]);
+            return 1;
+        }
+        if (p->pid == 0) {
+            close(sv[0]);
+            kvxi_pair_target_main(tls, secret, lp, setup, arg, sv[1]);
+        }
+        close(sv[1]);
+        p->fd = sv[0];
     }
-    p->pid = fork();
-    if (p->pid < 0) {
-        fprintf(stderr, "kvx-bench: fork: %s\n", strerror(errno));
-        close(sv[0]), close(sv[1]);
-        return 1;
-    }
-    if (p->pid == 0) {
-        close(sv[0]);
-        target_main(tls, secret, lp, setup, arg, sv[1]);
-    }
-    close(sv[1]);
-    p->fd = sv[0];
     if (target_addr(p->fd, addr, sizeof(addr)) < 0) {
         fprintf(stderr,
                 "kvx-bench: the target (%s, %u blocks) did not start%s%s\n",

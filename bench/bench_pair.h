@@ -47,4 +47,29 @@ int kvxi_pair_open_setup(const char *tls, const unsigned char *secret,
 /* Destroys our node, stops and reaps the target. */
 void kvxi_pair_close(kvxi_pair_t *p);
 
+/* Two hosts (bench_target.c). kvxi_pair_remote: "HOST:PORT" of a
+ * `kvx-bench target` agent (--target); when set, kvxi_pair_open() asks the
+ * agent for the target instead of forking one (no setup callback then).
+ * kvxi_pair_listen: the control address a target node listens on
+ * ("127.0.0.1:0"; the agent's host with port 0). */
+extern const char *kvxi_pair_remote;
+extern const char *kvxi_pair_listen;
+
+/* The target child's body (used by the agent too): never returns. Writes
+ * its node's address (or "ERR why") as one line on FD, then collects
+ * requests until FD reaches EOF. */
+void kvxi_pair_target_main(const char *tls, const unsigned char *secret,
+                           const kvx_layout_params_t *lp,
+                           kvxi_pair_setup_cb_t setup, void *arg, int fd);
+
+/* Connects to the agent at kvxi_pair_remote and asks it for a target of
+ * layout LP over UCX_TLS=TLS with SECRET and this run's tuning: the
+ * socket, from which the target's address line is read next; -1 after a
+ * message. */
+int kvxi_pair_remote_open(const char *tls, const unsigned char *secret,
+                          const kvx_layout_params_t *lp);
+
+/* `kvx-bench target --listen HOST:PORT`: serves targets until killed. */
+int kvxi_target_main(int argc, char **argv);
+
 #endif

@@ -4,6 +4,7 @@
  * JSON in bench_sweep_json.c, the plot in bench_sweep_plot.c.
  */
 #include "bench_baseline.h"
+#include "bench_pair.h"
 #include "bench_sweep.h"
 #include "bench_util.h"
 
@@ -32,6 +33,7 @@ static void usage(FILE *f)
                "                       [--json FILE] [--plot FILE.png|.svg]\n"
                "                       [--path auto|am|rma] [--poll-us US] "
                "[--am-chunk SIZE]\n"
+               "                       [--target HOST:PORT]\n"
                "  kvx pushes of BATCH blocks of CHUNK bytes to a forked target "
                "node on 127.0.0.1,\n"
                "  or pulls of BATCH blocks it published; per row: bandwidth, "
@@ -115,6 +117,9 @@ static int parse(int argc, char **argv, kvxi_sweep_opts_t *o)
         } else if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--json",
                                            &missing))) {
             o->json = v;
+        } else if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--target",
+                                           &missing))) {
+            kvxi_pair_remote = v;
         } else if (missing) {
             return kvxi_bench_bad("%s needs a value", argv[i]);
         } else if ((t = kvxi_bench_parse_tuning(argc, argv, &i)) != 0) {
@@ -134,6 +139,20 @@ static int parse(int argc, char **argv, kvxi_sweep_opts_t *o)
                                   "--help)",
                                   argv[i]);
         }
+    }
+    if (kvxi_pair_remote != NULL) {
+        if (o->pull) {
+            return kvxi_bench_bad("--target %s: pull rows need the target "
+                                  "to publish blocks first; on two hosts "
+                                  "only --dir push runs",
+                                  kvxi_pair_remote);
+        }
+        if (strcmp(o->transport, "shm") == 0) {
+            return kvxi_bench_bad("--target %s: shared memory needs both "
+                                  "nodes on one host (use tcp)",
+                                  kvxi_pair_remote);
+        }
+        o->baseline = 0; /* ucx_perftest would measure this host's lo */
     }
     return 0;
 }

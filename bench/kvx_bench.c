@@ -10,6 +10,7 @@
  */
 #include "bench_baseline.h"
 #include "bench_model.h"
+#include "bench_pair.h"
 #include "bench_rawam.h"
 #include "bench_scale.h"
 #include "bench_sweep.h"
@@ -53,6 +54,7 @@ static void usage(FILE *f)
                "       kvx-bench sweep --help\n"
                "       kvx-bench model --help\n"
                "       kvx-bench scale --help\n"
+               "       kvx-bench target --listen HOST:PORT\n"
                "       kvx-bench --help\n"
                "  baseline  ucx_perftest (ucp_am_bw, ucp_put_bw, ucp_am_lat) "
                "and memcpy per size\n"
@@ -277,6 +279,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "scale") == 0) {
         return kvxi_scale_main(argc, argv);
+    }
+    if (strcmp(argv[1], "target") == 0) {
+        return kvxi_target_main(argc, argv);
     }
     if (strcmp(argv[1], "rawam") == 0) { /* hidden: rawam --help */
         return kvxi_rawam_main(argc, argv);

@@ -100,6 +100,10 @@ try:
                  ["model", "--concurrency", "0"],
                  ["model", "--prompt", "8"],
                  ["model", "--bogus"],
+                 ["target"],
+                 ["target", "--listen", "no-port"],
+                 ["target", "--listen"],
+                 ["target", "--bogus"],
                  ["frobnicate"], []):
         rc, so, se = run(args)
         check(rc == 2 and se.strip() != "", "exit 2: %s (%s)" %
