@@ -54,12 +54,23 @@ except Exception as e:
 tx_bytes() { ip -n "$NSA" -s -j link show dev "$VA" | python3 -c \
   'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["bytes"])'; }
 
+# run_ok NAME ARGS: kvx-bench ARGS in A, --json $tmp/NAME.json; exit 0
+run_ok() {
+  local name=$1 rc
+  shift
+  inA "$@" --json "$tmp/$name.json" >"$tmp/$name.out" 2>&1
+  rc=$?
+  if [ $rc -eq 0 ]; then
+    ok "$name --target: exit 0"
+  else
+    bad "$name --target: exit $rc"
+    sed 's/^/    /' "$tmp/$name.out"
+  fi
+}
+
 before=$(tx_bytes)
-inA sweep --target "$IPB:$port" --chunks 4K,64K --batches 1,8 --iters 3 \
-  --check --json "$tmp/sweep.json" >"$tmp/sweep.out" 2>&1
-rc=$?
-[ $rc -eq 0 ] && ok "sweep --target: exit 0" ||
-  { bad "sweep --target: exit $rc"; sed 's/^/    /' "$tmp/sweep.out"; }
+run_ok sweep sweep --target "$IPB:$port" --chunks 4K,64K --batches 1,8 \
+  --iters 3 --check
 rows=$(pyj "$tmp/sweep.json" 'sorted((r["chunk"], r["batch"], r["pattern"]) for r in j["results"]) == sorted((c, b, p) for c in (4096, 65536) for b in (1, 8) for p in ("contig", "scatter")) and all(r["bytes_per_s"] > 0 and r["ratio"] is None for r in j["results"]) and j["check"] is True and j["baseline_test"] is None')
 [ "$rows" = True ] && ok "sweep --target: a row per combination, checksums on, no baseline" ||
   bad "sweep --target rows: $rows"
@@ -68,12 +79,8 @@ sent=$(( (4096 + 65536) * (1 + 8) * 2 * 4 )) # per pattern: warm-up + 3
 [ $((after - before)) -ge $sent ] && ok "the veth carried $((after - before)) bytes (>= $sent pushed)" ||
   bad "the veth carried $((after - before)) bytes, fewer than the $sent pushed"
 
-inA model --target "$IPB:$port" --prompt 64 --requests 4 --concurrency 2 \
-  --layers 4 --check --layerwise --layer-compute-us 100 \
-  --json "$tmp/model.json" >"$tmp/model.out" 2>&1
-rc=$?
-[ $rc -eq 0 ] && ok "model --target: exit 0" ||
-  { bad "model --target: exit $rc"; sed 's/^/    /' "$tmp/model.out"; }
+run_ok model model --target "$IPB:$port" --prompt 64 --requests 4 \
+  --concurrency 2 --layers 4 --check --layerwise --layer-compute-us 100
 res=$(pyj "$tmp/model.json" 'j["results"]["dedupe_exact"] and j["results"]["failed"] == 0 and j["results"]["baseline"]["bytes_per_s"] is None and "two hosts" in j["results"]["baseline"]["absent"]')
 [ "$res" = True ] && ok "model --target: exact dedupe, baseline absent (two hosts)" ||
   bad "model --target: $res"
