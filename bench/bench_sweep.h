@@ -49,6 +49,7 @@ typedef struct kvxi_sweep_row {
     uint64_t lat_p50_ns, lat_p99_ns;
     int have_phases; /* phase_p50_ns holds figures */
     uint64_t phase_p50_ns[KVXI_PH_N];
+    uint64_t phase_p99_ns[KVXI_PH_N];
 } kvxi_sweep_row_t;
 
 /* `kvx-bench sweep ...`: returns the exit code (0, 1 failed, 2 bad input). */
@@ -79,6 +80,12 @@ const char *kvxi_sweep_phase_name(int phase);
 
 /* Nearest-rank percentile P of V[0..n) (sorts V). */
 uint64_t kvxi_sweep_pct(uint64_t *v, size_t n, unsigned p);
+
+/* A row's figures from its ITERS latencies LAT and, when the row
+ * have_phases, its phase times PH (KVXI_PH_N runs of ITERS): p50/p99 of
+ * each, and bps. Sorts both. */
+void kvxi_sweep_row_stats(kvxi_sweep_row_t *row, uint64_t *lat, uint64_t *ph,
+                          size_t iters);
 
 /* Source blocks of row R: ids 0..batch-1, or the even ids 0..2(batch-1) in
  * an order shuffled from R's own seed (no two adjacent in the pool, nor in

@@ -91,6 +91,8 @@ int kvxi_sweep_write_json(const kvxi_sweep_opts_t *o,
 
             snprintf(key, sizeof(key), "%s_p50_ns", kvxi_sweep_phase_name(p));
             json_num(f, key, w->have_phases, (double)w->phase_p50_ns[p]);
+            snprintf(key, sizeof(key), "%s_p99_ns", kvxi_sweep_phase_name(p));
+            json_num(f, key, w->have_phases, (double)w->phase_p99_ns[p]);
         }
         json_num(f, "baseline_bytes_per_s", b->present, b->value);
         json_num(f, "ratio", kvxi_sweep_ratio(w, b) >= 0,

@@ -38,6 +38,19 @@ uint64_t kvxi_sweep_pct(uint64_t *v, size_t n, unsigned p)
     return v[r > 0 ? r - 1 : 0];
 }
 
+void kvxi_sweep_row_stats(kvxi_sweep_row_t *row, uint64_t *lat, uint64_t *ph,
+                          size_t iters)
+{
+    row->lat_p99_ns = kvxi_sweep_pct(lat, iters, 99);
+    row->lat_p50_ns = kvxi_sweep_pct(lat, iters, 50);
+    row->bps = (double)(row->batch * row->chunk) * 1e9 /
+               (double)(row->lat_p50_ns ? row->lat_p50_ns : 1);
+    for (int p = 0; row->have_phases && p < KVXI_PH_N; p++) {
+        row->phase_p99_ns[p] = kvxi_sweep_pct(ph + p * iters, iters, 99);
+        row->phase_p50_ns[p] = kvxi_sweep_pct(ph + p * iters, iters, 50);
+    }
+}
+
 void kvxi_sweep_row_src(const kvx_block_ref_t *pool, const kvxi_sweep_row_t *r,
                         kvx_block_ref_t *src)
 {
@@ -227,14 +240,7 @@ int kvxi_sweep_run_pulls(const kvxi_sweep_opts_t *o, kvx_node_h node,
         }
         row->data_path = kvx_transport_string(kvx_peer_transport(peer));
         row->have_phases = 1;
-        row->lat_p99_ns = kvxi_sweep_pct(lat, o->iters, 99);
-        row->lat_p50_ns = kvxi_sweep_pct(lat, o->iters, 50);
-        row->bps = (double)(row->batch * row->chunk) * 1e9 /
-                   (double)(row->lat_p50_ns ? row->lat_p50_ns : 1);
-        for (int p = 0; p < KVXI_PH_N; p++) {
-            row->phase_p50_ns[p] =
-                kvxi_sweep_pct(ph + p * o->iters, o->iters, 50);
-        }
+        kvxi_sweep_row_stats(row, lat, ph, o->iters);
     }
     free(refs);
     return rc;

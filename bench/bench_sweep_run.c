@@ -135,14 +135,7 @@ static int run_rows(const kvxi_sweep_opts_t *o, kvx_node_h node,
             break;
         }
         row->data_path = kvx_transport_string(kvx_peer_transport(peer));
-        row->lat_p99_ns = kvxi_sweep_pct(lat, o->iters, 99);
-        row->lat_p50_ns = kvxi_sweep_pct(lat, o->iters, 50);
-        row->bps = (double)(row->batch * row->chunk) * 1e9 /
-                   (double)(row->lat_p50_ns ? row->lat_p50_ns : 1);
-        for (int p = 0; row->have_phases && p < KVXI_PH_N; p++) {
-            row->phase_p50_ns[p] =
-                kvxi_sweep_pct(ph + p * o->iters, o->iters, 50);
-        }
+        kvxi_sweep_row_stats(row, lat, ph, o->iters);
     }
     if (src == NULL) {
         fprintf(stderr, "kvx-bench: out of memory\n");

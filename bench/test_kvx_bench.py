@@ -177,9 +177,11 @@ try:
             check(r["bytes"] == r["chunk"] * r["batch"] and
                   is_num(r["bytes_per_s"]) and is_num(r["lat_p50_ns"]) and
                   is_num(r["lat_p99_ns"]), what + ": figures")
-            check(all(is_num(r[k + "_p50_ns"])
-                      for k in ("alloc", "data", "commit")),
-                  what + ": phases")
+            check(all(is_num(r[k + p]) for k in ("alloc", "data", "commit")
+                      for p in ("_p50_ns", "_p99_ns")) and
+                  all(r[k + "_p99_ns"] >= r[k + "_p50_ns"]
+                      for k in ("alloc", "post", "data", "commit")),
+                  what + ": phases, p50 and p99")
             check(r["ratio"] is None and r["baseline_bytes_per_s"] is None,
                   what + ": no baseline, ratio null")
 
