@@ -242,6 +242,21 @@ try:
     check(r["absent"].get("ucp_am_bw") == "ucx_perftest not found",
           "no perftest: reason in JSON")
     check(is_num(r["memcpy_bytes_per_s"]), "no perftest: memcpy runs")
+    # ... and sweep and model still run, their baseline absent
+    out = os.path.join(tmp, "noperf-sweep.json")
+    rc, so, se = run(["sweep", "--chunks", "4K", "--batches", "1", "--iters",
+                      "2", "--json", out], env={"PATH": empty})
+    j = load(out) if rc == 0 else {"results": [{}], "baseline": [{}]}
+    check(rc == 0 and j["results"][0].get("ratio", 0) is None and
+          j["baseline"][0].get("absent") == "ucx_perftest not found",
+          "no perftest: sweep runs, baseline absent (%d)" % rc)
+    out = os.path.join(tmp, "noperf-model.json")
+    rc, so, se = run(["model", "--prompt", "64", "--requests", "2",
+                      "--layers", "4", "--json", out], env={"PATH": empty})
+    b = load(out)["results"]["baseline"] if rc == 0 else {}
+    check(rc == 0 and b.get("bytes_per_s", 0) is None and
+          b.get("absent") == "ucx_perftest not found",
+          "no perftest: model runs, baseline absent (%d)" % rc)
 
     # 4. a failing, then a hung ucx_perftest: absent, killed, exit 0
     for name, body, want in (("fail", "echo broken >&2; exit 3", "exit 3"),
