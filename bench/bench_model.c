@@ -109,6 +109,9 @@ static int parse(int argc, char **argv, kvxi_model_opts_t *o)
         } else if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--json",
                                            &missing))) {
             o->json = v;
+        } else if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--target",
+                                           &missing))) {
+            kvxi_pair_remote = v;
         } else if (missing) {
             return kvxi_bench_bad("%s needs a value", argv[i]);
         } else if ((t = kvxi_bench_parse_tuning(argc, argv, &i)) != 0) {
@@ -117,9 +120,6 @@ static int parse(int argc, char **argv, kvxi_model_opts_t *o)
             }
         } else if (strcmp(argv[i], "--layerwise") == 0) {
             o->layerwise = 1;
-        } else if ((v = kvxi_bench_opt_arg(argc, argv, &i, "--target",
-                                           &missing))) {
-            kvxi_pair_remote = v;
         } else if (strcmp(argv[i], "--no-baseline") == 0) {
             o->baseline = 0;
         } else if (strcmp(argv[i], "--check") == 0) {

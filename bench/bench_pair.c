@@ -21,6 +21,28 @@ static void log_cb(kvx_log_level_t level, const char *msg, void *arg)
             kvx_log_level_string(level), msg);
 }
 
+/* One block is one layer's K and V of 16 tokens of one head: 64 bytes of
+ * head_dim elements, so head_dim = chunk / 64 gives block_bytes = chunk. */
+kvx_layout_params_t kvxi_pair_chunk_layout(size_t chunk, uint32_t num_blocks)
+{
+    kvx_layout_params_t lp = {
+        .field_mask = KVX_LAYOUT_PARAM_FIELD_NUM_LAYERS |
+                      KVX_LAYOUT_PARAM_FIELD_BLOCK_TOKENS |
+                      KVX_LAYOUT_PARAM_FIELD_KV_HEADS |
+                      KVX_LAYOUT_PARAM_FIELD_HEAD_DIM |
+                      KVX_LAYOUT_PARAM_FIELD_DTYPE_SIZE |
+                      KVX_LAYOUT_PARAM_FIELD_NUM_BLOCKS,
+        .num_layers = 1,
+        .block_tokens = 16,
+        .kv_heads = 1,
+        .head_dim = (uint32_t)(chunk / 64),
+        .dtype_size = 2,
+        .num_blocks = num_blocks,
+    };
+
+    return lp;
+}
+
 kvx_status_t kvxi_pair_node_create(const char *tls, const unsigned char *secret,
                                    const kvx_layout_params_t *lp,
                                    const char *id, const char *listen,

@@ -20,6 +20,11 @@ typedef struct kvxi_pair {
     kvx_peer_h peer; /* the target, connected */
 } kvxi_pair_t;
 
+/* The layout of sweep and scale: 1 layer, K and V, 16 tokens, one head of
+ * CHUNK / 64 bf16 elements, so that block_bytes == CHUNK (a multiple of
+ * 64); NUM_BLOCKS blocks. */
+kvx_layout_params_t kvxi_pair_chunk_layout(size_t chunk, uint32_t num_blocks);
+
 /* A node of layout LP over UCX_TLS TLS, with the run's 16-byte SECRET;
  * LISTEN may be NULL. Its pool is populated (no page faults later). */
 kvx_status_t kvxi_pair_node_create(const char *tls, const unsigned char *secret,

@@ -62,9 +62,6 @@ static inline uint64_t kvxi_scale_req_id(uint32_t lane, uint64_t seq)
     return ((uint64_t)(lane + 1) << 40) | seq;
 }
 
-/* One block is one layer's K and V of 16 tokens of one head of chunk / 64
- * bf16 elements: block_bytes == chunk (as sweep's). */
-kvx_layout_params_t kvxi_scale_layout(size_t chunk, uint32_t num_blocks);
 
 /* `kvx-bench scale ...`: returns the exit code (0, 1 failed, 2 bad input). */
 int kvxi_scale_main(int argc, char **argv);

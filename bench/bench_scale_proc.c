@@ -16,26 +16,6 @@
 #define PROGRESS_MS 10
 #define DRAIN_S 60 /* past the phase, in-flight pushes are given this long */
 
-kvx_layout_params_t kvxi_scale_layout(size_t chunk, uint32_t num_blocks)
-{
-    kvx_layout_params_t lp = {
-        .field_mask = KVX_LAYOUT_PARAM_FIELD_NUM_LAYERS |
-                      KVX_LAYOUT_PARAM_FIELD_BLOCK_TOKENS |
-                      KVX_LAYOUT_PARAM_FIELD_KV_HEADS |
-                      KVX_LAYOUT_PARAM_FIELD_HEAD_DIM |
-                      KVX_LAYOUT_PARAM_FIELD_DTYPE_SIZE |
-                      KVX_LAYOUT_PARAM_FIELD_NUM_BLOCKS,
-        .num_layers = 1,
-        .block_tokens = 16,
-        .kv_heads = 1,
-        .head_dim = (uint32_t)(chunk / 64),
-        .dtype_size = 2,
-        .num_blocks = num_blocks,
-    };
-
-    return lp;
-}
-
 uint64_t kvxi_scale_proc_kib(pid_t pid, const char *name)
 {
     char path[64], line[256];
@@ -174,7 +154,7 @@ static void initiator_setup(initiator_t *in, const char *addr,
                             kvx_block_ref_t *src, char *why, size_t len)
 {
     const kvxi_scale_opts_t *o = in->o;
-    kvx_layout_params_t lp = kvxi_scale_layout(o->chunk, o->blocks);
+    kvx_layout_params_t lp = kvxi_pair_chunk_layout(o->chunk, o->blocks);
     char id[64];
     kvx_status_t st;
     slot_t s;

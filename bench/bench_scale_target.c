@@ -107,7 +107,7 @@ static kvx_status_t target_lanes(const kvxi_scale_opts_t *o, uint32_t nlanes,
 void kvxi_scale_target_main(const kvxi_scale_opts_t *o, uint32_t num_blocks,
                             uint32_t nlanes, int fd)
 {
-    kvx_layout_params_t lp = kvxi_scale_layout(o->chunk, num_blocks);
+    kvx_layout_params_t lp = kvxi_pair_chunk_layout(o->chunk, num_blocks);
     kvx_block_ref_t *refs = malloc(o->blocks * sizeof(*refs));
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
     target_counts_t c = {0, 0, 0};

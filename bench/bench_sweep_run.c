@@ -33,28 +33,6 @@ const char *kvxi_sweep_phase_name(int phase)
     return phase >= 0 && phase < KVXI_PH_N ? names[phase] : "?";
 }
 
-/* One block is one layer's K and V of 16 tokens of one head: 64 bytes of
- * head_dim elements, so head_dim = chunk / 64 gives block_bytes = chunk. */
-static kvx_layout_params_t chunk_layout(size_t chunk, uint32_t num_blocks)
-{
-    kvx_layout_params_t lp = {
-        .field_mask = KVX_LAYOUT_PARAM_FIELD_NUM_LAYERS |
-                      KVX_LAYOUT_PARAM_FIELD_BLOCK_TOKENS |
-                      KVX_LAYOUT_PARAM_FIELD_KV_HEADS |
-                      KVX_LAYOUT_PARAM_FIELD_HEAD_DIM |
-                      KVX_LAYOUT_PARAM_FIELD_DTYPE_SIZE |
-                      KVX_LAYOUT_PARAM_FIELD_NUM_BLOCKS,
-        .num_layers = 1,
-        .block_tokens = 16,
-        .kv_heads = 1,
-        .head_dim = (uint32_t)(chunk / 64),
-        .dtype_size = 2,
-        .num_blocks = num_blocks,
-    };
-
-    return lp;
-}
-
 /* One push of SRC; returns its status, fills *lat_p and ph[]. */
 static kvx_status_t push_once(const kvxi_sweep_opts_t *o, kvx_node_h node,
                               kvx_peer_h peer, uint64_t id,
@@ -169,7 +147,7 @@ int kvxi_sweep_run_chunk(const kvxi_sweep_opts_t *o, size_t chunk,
     snprintf(what, sizeof(what), "chunk %s%s",
              kvxi_bench_size_str(chunk, sz, sizeof(sz)),
              rows[0].pull ? ", pull" : "");
-    lp = chunk_layout(chunk, (uint32_t)(2 * maxb));
+    lp = kvxi_pair_chunk_layout(chunk, (uint32_t)(2 * maxb));
     pub.num_blocks = lp.num_blocks;
     /* pulls: the target publishes every row before it takes connections */
     if (kvxi_pair_open_setup(o->tls, o->secret, &lp, what,
