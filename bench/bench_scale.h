@@ -62,7 +62,6 @@ static inline uint64_t kvxi_scale_req_id(uint32_t lane, uint64_t seq)
     return ((uint64_t)(lane + 1) << 40) | seq;
 }
 
-
 /* `kvx-bench scale ...`: returns the exit code (0, 1 failed, 2 bad input). */
 int kvxi_scale_main(int argc, char **argv);
 
