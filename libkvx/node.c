@@ -267,11 +267,7 @@ static kvx_status_t node_init_ucx(struct kvx_node *node,
                                   const kvx_node_params_t *p)
 {
     kvxi_ucx_params_t up = {
-        .field_mask = KVXI_UCX_PARAM_FIELD_AM_CB | KVXI_UCX_PARAM_FIELD_CB_ARG |
-                      KVXI_UCX_PARAM_FIELD_AM_CHUNK,
-        .am_chunk = (p->field_mask & KVX_NODE_PARAM_FIELD_AM_CHUNK)
-                        ? p->am_chunk
-                        : KVX_NODE_AM_CHUNK_DEFAULT,
+        .field_mask = KVXI_UCX_PARAM_FIELD_AM_CB | KVXI_UCX_PARAM_FIELD_CB_ARG,
         .am_dest_cb = kvxi_rx_am_dest,
         .am_done_cb = kvxi_rx_am_done,
         .am_refused_cb = kvxi_rx_am_refused,
@@ -283,6 +279,10 @@ static kvx_status_t node_init_ucx(struct kvx_node *node,
     if (p->field_mask & KVX_NODE_PARAM_FIELD_UCX_TLS) {
         up.field_mask |= KVXI_UCX_PARAM_FIELD_TLS;
         up.tls = p->ucx_tls;
+    }
+    if (p->field_mask & KVX_NODE_PARAM_FIELD_AM_CHUNK) {
+        up.field_mask |= KVXI_UCX_PARAM_FIELD_AM_CHUNK;
+        up.am_chunk = p->am_chunk;
     }
     status = kvxi_ucx_create(&up, &node->ucx);
     if (status != KVX_OK) {

@@ -30,6 +30,7 @@
 #define KVX_UCX_INT_H
 
 #include <kvx/common.h>
+#include <kvx/node.h>
 #include <kvx/plan.h>
 #include <kvx/status.h>
 
@@ -105,8 +106,8 @@ enum kvxi_ucx_param_field {
 #define KVXI_UCX_WINDOW_MAX 256u
 #define KVXI_UCX_WINDOW_DEFAULT 128u
 /** Default and smallest AM chunk: segments above it are split. */
-#define KVXI_UCX_AM_CHUNK_DEFAULT (4ull << 20)
-#define KVXI_UCX_AM_CHUNK_MIN 4096ull
+#define KVXI_UCX_AM_CHUNK_DEFAULT KVX_NODE_AM_CHUNK_DEFAULT
+#define KVXI_UCX_AM_CHUNK_MIN KVX_NODE_AM_CHUNK_MIN
 #define KVXI_UCX_CLOSE_MS_DEFAULT 2000u
 /** AM chunks up to this size are sent eagerly (UCP_AM_SEND_FLAG_EAGER):
  *  UCX would use rendezvous above a few KiB over tcp, one round trip per
@@ -126,7 +127,7 @@ typedef struct kvxi_ucx_params {
     kvxi_ucx_am_refused_cb_t am_refused_cb;
     void *cb_arg;      /**< CB_ARG: passed to the three AM callbacks */
     uint32_t window;   /**< WINDOW: 1 .. KVXI_UCX_WINDOW_MAX (128) */
-    uint64_t am_chunk; /**< AM_CHUNK: >= KVXI_UCX_AM_CHUNK_MIN (4 MiB) */
+    uint64_t am_chunk; /**< AM_CHUNK: >= KVXI_UCX_AM_CHUNK_MIN (4 KiB) */
     uint32_t close_ms; /**< CLOSE_MS: ep_destroy waits at most this */
 } kvxi_ucx_params_t;
 
