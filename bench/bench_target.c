@@ -240,12 +240,18 @@ int kvxi_target_main(int argc, char **argv)
            listen_addr, listen_node);
     fflush(stdout);
     for (;;) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        struct pollfd pfd = {.fd = lfd, .events = POLLIN};
         pid_t pid;
+        int fd;
 
+        /* targets that ended are reaped at least twice a second */
         while (running > 0 && waitpid(-1, NULL, WNOHANG) > 0) {
             running--;
         }
+        if (poll(&pfd, 1, 500) <= 0) {
+            continue;
+        }
+        fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;

@@ -10,14 +10,17 @@ tiny pull run over tcp, and --plot (an SVG, or the skip message).
 scale: a tiny run over tcp with --check (JSON fields, figures numbers, no
 failures, every push collected) and its bad inputs (exit 2).
 rawam: a tiny raw UCX AM stream over tcp (its line, a positive figure) and
-its bad inputs (exit 2)."""
+its bad inputs (exit 2). target: the two-host agent's ERR answers and the
+address of a good request, its targets ending with their sockets."""
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import socket
 import tempfile
+import time
 
 BENCH = os.path.abspath(sys.argv[1])
 KEYS = ["am_bw_bytes_per_s", "put_bw_bytes_per_s", "am_lat_usec"]
@@ -349,6 +352,45 @@ try:
                  ["rawam", "--bogus"]):
         rc, so, se = run(args)
         check(rc == 2 and se.strip() != "", "exit 2: " + " ".join(args))
+
+    # 7. the two-host agent's answers on its socket: a malformed request and
+    # a refused layout get ERR lines, a good one the target's address; every
+    # target it forked ends when its socket closes; the agent goes on
+    # serving and is stopped by PID
+    s0 = socket.socket()
+    s0.bind(("127.0.0.1", 0))
+    port = s0.getsockname()[1]
+    s0.close()
+    agent = subprocess.Popen([BENCH, "target", "--listen",
+                              "127.0.0.1:%d" % port],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        check(agent.stdout.readline().startswith("kvx-bench target: serving"),
+              "agent: serving")
+        good = "KVXB1 tcp %s 1 2 16 1 64 2 8 100 4194304 0\n" % ("ab" * 16)
+        for req, want in (("garbage\n", "ERR malformed request"),
+                          ("KVXB1 tcp %s 1 2 16 1 64 2 8 100 4194304 7\n" %
+                           ("ab" * 16), "ERR malformed request"),
+                          ("KVXB1 tcp %s 1 2 16 1 64 2 999999999 100 4194304 "
+                           "0\n" % ("ab" * 16), "ERR layout refused"),
+                          (good, "127.0.0.1:")):
+            c = socket.create_connection(("127.0.0.1", port), timeout=20)
+            c.sendall(req.encode())
+            line = c.makefile().readline()
+            c.close()
+            check(line.startswith(want), "agent answers %r with %r" %
+                  (req.split(" ")[0].strip(), line.strip()))
+        for _ in range(100):  # targets exit on EOF; the agent reaps them
+            kids = subprocess.run(["pgrep", "-P", str(agent.pid)],
+                                  capture_output=True, text=True).stdout
+            if not kids.split():
+                break
+            time.sleep(0.1)
+        check(not kids.split(), "agent: every target ended and was reaped")
+        check(agent.poll() is None, "agent: still serving")
+    finally:
+        agent.kill()
+        agent.wait()
 finally:
     shutil.rmtree(tmp)
 
